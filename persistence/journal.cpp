@@ -1,0 +1,111 @@
+// Backend-independent parts of the journal: input validation (run on the caller's
+// thread before a write is queued) and the blocking write helper.
+#include "persistence/journal.hpp"
+
+#include <boost/json/parser.hpp>
+#include <boost/json/monotonic_resource.hpp>
+
+#include <future>
+
+namespace longhaul::persistence {
+
+bool is_valid_json(std::string_view text) noexcept {
+  // Parse into a thread-local arena that is reset per call: validation must not
+  // allocate per event on the append hot path.
+  thread_local unsigned char buffer[16 * 1024];
+  boost::json::monotonic_resource arena{buffer, sizeof(buffer)};
+  boost::json::error_code ec;
+  boost::json::parser p{boost::json::storage_ptr{&arena}};
+  // parser::write parses one complete JSON text and fails on trailing or missing input.
+  p.write(text.data(), text.size(), ec);
+  return !ec;
+}
+
+namespace {
+
+caf::error check_name(std::string_view what, std::string_view name, std::size_t max) {
+  if (name.empty())
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  std::string{what} + " must not be empty");
+  if (name.size() > max)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  std::string{what} + " is " + std::to_string(name.size())
+                                    + " bytes, limit " + std::to_string(max));
+  return {};
+}
+
+caf::error check_payload(std::string_view what, std::string_view json,
+                         const write_limits& limits) {
+  if (json.size() > limits.max_payload_bytes)
+    return make_persistence_error(persistence_errc::payload_too_large,
+                                  std::string{what} + " is " + std::to_string(json.size())
+                                    + " bytes, limit "
+                                    + std::to_string(limits.max_payload_bytes));
+  if (!is_valid_json(json))
+    return make_persistence_error(persistence_errc::invalid_payload,
+                                  std::string{what} + " is not valid JSON");
+  return {};
+}
+
+} // namespace
+
+caf::error validate_write(const atomic_write& w, const write_limits& limits) {
+  if (auto err = check_name("persistence id", w.persistence_id, limits.max_id_bytes))
+    return err;
+  if (w.expected_seq == 0)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "expected sequence number must be >= 1");
+  if (w.events.empty() && w.timers_to_set.empty() && w.timers_to_cancel.empty()
+      && w.outbox.empty() && !w.processed_message_id)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "write for '" + w.persistence_id + "' stores nothing");
+  for (std::size_t i = 0; i < w.events.size(); ++i) {
+    const auto& ev = w.events[i];
+    auto what = "event " + std::to_string(i) + " of '" + w.persistence_id + "'";
+    if (auto err = check_name(what + " type", ev.type, limits.max_name_bytes))
+      return err;
+    if (ev.schema_version == 0)
+      return make_persistence_error(persistence_errc::invalid_argument,
+                                    what + " has schema version 0 (versions start at 1)");
+    for (const auto& tag : ev.tags)
+      if (auto err = check_name(what + " tag", tag, limits.max_name_bytes))
+        return err;
+    if (auto err = check_payload(what + " payload (" + ev.type + ")", ev.payload_json, limits))
+      return err;
+  }
+  for (const auto& t : w.timers_to_set) {
+    if (auto err = check_name("timer name", t.name, limits.max_name_bytes))
+      return err;
+    if (t.due_ms < 0)
+      return make_persistence_error(persistence_errc::invalid_argument,
+                                    "timer '" + t.name + "' is due before the epoch");
+    if (auto err = check_payload("timer '" + t.name + "' payload", t.payload_json, limits))
+      return err;
+  }
+  for (const auto& t : w.timers_to_cancel)
+    if (auto err = check_name("cancelled timer name", t.name, limits.max_name_bytes))
+      return err;
+  for (const auto& m : w.outbox) {
+    if (auto err = check_name("outbox message id", m.message_id, limits.max_name_bytes))
+      return err;
+    if (auto err = check_name("outbox destination", m.destination, limits.max_id_bytes))
+      return err;
+    if (auto err = check_payload("outbox message '" + m.message_id + "' payload",
+                                 m.payload_json, limits))
+      return err;
+  }
+  if (w.processed_message_id)
+    if (auto err = check_name("processed message id", *w.processed_message_id,
+                              limits.max_name_bytes))
+      return err;
+  return {};
+}
+
+caf::expected<write_result> journal::write_and_wait(atomic_write w) {
+  std::promise<caf::expected<write_result>> done;
+  auto result = done.get_future();
+  write(std::move(w), [&done](caf::expected<write_result> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+}  // namespace longhaul::persistence

@@ -1,0 +1,216 @@
+// The journal interface: what every storage backend (SQLite, in-memory) promises.
+// Flow: persistent actor -> journal writer -> journal::write (group commit) -> ack.
+// The promises are numbered in persistence/JOURNAL.md and checked by one contract suite
+// (tests/persistence/journal_contract.hpp) against every implementation.
+#pragma once
+
+#include "persistence/persistence_error.hpp"
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace longhaul::persistence {
+
+/// Position of an event in one persistence id's stream; the first event is 1.
+using sequence_nr = std::uint64_t;
+
+/// "No upper bound" for `replay` and snapshot selections.
+inline constexpr sequence_nr max_sequence_nr = std::numeric_limits<sequence_nr>::max();
+
+/// Milliseconds since the Unix epoch (UTC). Timer due times and write timestamps.
+using time_ms = std::int64_t;
+
+/// An event to store: stable type name ("payment.received"), schema version, JSON payload.
+struct new_event {
+  std::string type;                ///< stable stored name, never reused (non-empty)
+  std::uint32_t schema_version = 1;///< version of the payload's shape (>= 1)
+  std::string payload_json;        ///< must be valid JSON (validated before storing)
+  std::vector<std::string> tags;   ///< for `read_all(after, max, tag)` projections
+};
+
+/// A stored event as read back from the journal.
+struct event_record {
+  std::string persistence_id;
+  sequence_nr seq = 0;
+  std::string type;
+  std::uint32_t schema_version = 1;
+  std::string payload_json;
+  std::vector<std::string> tags;
+  time_ms written_at_ms = 0;     ///< set by the journal at commit (from its clock)
+  std::uint64_t position = 0;    ///< global, strictly increasing across all ids
+};
+
+/// Sets (or replaces) the named durable timer of the write's persistence id.
+struct timer_set {
+  std::string name;          ///< non-empty; unique per persistence id
+  time_ms due_ms = 0;        ///< >= 0 (not before the epoch)
+  std::string payload_json;  ///< the command to deliver when it fires (valid JSON)
+};
+
+/// Removes the named timer of the write's persistence id (no-op when absent).
+struct timer_cancel {
+  std::string name;
+};
+
+/// A stored timer.
+struct timer_record {
+  std::string persistence_id;
+  std::string name;
+  time_ms due_ms = 0;
+  std::string payload_json;
+};
+
+/// A message to deliver after the write commits (at least once, see JOURNAL.md).
+struct outbox_message {
+  std::string message_id;    ///< globally unique, non-empty; receivers deduplicate by it
+  std::string destination;   ///< opaque to the journal (the runtime stores "type/id")
+  std::string payload_json;  ///< valid JSON
+};
+
+/// A stored, not yet delivered outbox message.
+struct outbox_record {
+  std::uint64_t outbox_seq = 0;  ///< delivery order
+  std::string message_id;
+  std::string source_persistence_id;
+  std::string destination;
+  std::string payload_json;
+  time_ms created_at_ms = 0;
+};
+
+/// One atomic write for one persistence id: all parts are stored in one transaction, or
+/// none is. `events` may be empty when other parts are not (e.g. a timer firing that
+/// decides nothing); the sequence check applies either way.
+struct atomic_write {
+  std::string persistence_id;
+  sequence_nr expected_seq = 1;  ///< highest stored sequence number + 1
+  std::vector<new_event> events;
+  std::vector<timer_set> timers_to_set;
+  std::vector<timer_cancel> timers_to_cancel;  ///< applied before timers_to_set
+  std::vector<outbox_message> outbox;
+  /// Id of the incoming message this write handles; a second write with the same id for
+  /// the same persistence id is rejected with `duplicate_message` (JOURNAL.md I7).
+  std::optional<std::string> processed_message_id;
+};
+
+/// Acknowledgement of a committed write.
+struct write_result {
+  sequence_nr highest_seq = 0;       ///< highest sequence number after this write
+  std::uint64_t last_position = 0;   ///< global position of its last event (0: no events)
+  time_ms written_at_ms = 0;
+};
+
+/// Result of `replay`: the events found plus the highest sequence number ever written.
+struct replay_result {
+  std::vector<event_record> events;
+  sequence_nr highest_seq = 0;
+};
+
+/// A stored snapshot of one persistence id's state after event `seq`.
+struct snapshot_record {
+  std::string persistence_id;
+  sequence_nr seq = 0;
+  std::string state_json;
+  time_ms saved_at_ms = 0;  ///< set by the journal when saving
+};
+
+/// Which snapshots `load_snapshot` / `delete_snapshots` consider: seq in
+/// [min_seq, max_seq] and saved_at_ms <= max_saved_at_ms.
+struct snapshot_selection {
+  sequence_nr min_seq = 0;
+  sequence_nr max_seq = max_sequence_nr;
+  time_ms max_saved_at_ms = std::numeric_limits<time_ms>::max();
+};
+
+/// Called exactly once per write with its outcome. Runs on the journal's writer thread
+/// (SQLite) or the caller's thread (in-memory): it must not block or call the journal.
+using write_callback = std::function<void(caf::expected<write_result>)>;
+
+/// The journal. All member functions are thread-safe. Reads observe every write whose
+/// acknowledgement was delivered before the read started (JOURNAL.md I5).
+class journal {
+public:
+  virtual ~journal() = default;
+
+  /// Hands `w` to the writer; `done` receives the outcome after COMMIT (or rejection).
+  /// Invalid input is rejected through `done` before anything is queued.
+  virtual void write(atomic_write w, write_callback done) = 0;
+
+  /// Blocking form of `write` for plain threads and tools (never from the writer thread).
+  [[nodiscard]] caf::expected<write_result> write_and_wait(atomic_write w);
+
+  /// Events of `id` with from <= seq <= to, in order, at most `max`, plus the highest
+  /// sequence number ever written for `id` (0 for an unknown id).
+  [[nodiscard]] virtual caf::expected<replay_result>
+  replay(std::string_view id, sequence_nr from, sequence_nr to, std::uint64_t max) = 0;
+
+  /// Highest sequence number ever written for `id` (0 if none), also after deletions.
+  [[nodiscard]] virtual caf::expected<sequence_nr> highest_seq(std::string_view id) = 0;
+
+  /// Deletes events 1..n of `id`; the highest sequence number never decreases.
+  [[nodiscard]] virtual caf::error delete_up_to(std::string_view id, sequence_nr n) = 0;
+
+  /// Events of all ids with position > after, in position order, at most `max`;
+  /// only those carrying `tag` when given. For projections.
+  [[nodiscard]] virtual caf::expected<std::vector<event_record>>
+  read_all(std::uint64_t after_position, std::uint64_t max,
+           const std::optional<std::string>& tag = std::nullopt) = 0;
+
+  /// Stores a snapshot (replacing one with the same id and seq). Keeps only the newest
+  /// `keep_snapshots` per id when so configured.
+  [[nodiscard]] virtual caf::error save_snapshot(snapshot_record snap) = 0;
+
+  /// The newest snapshot of `id` within `sel`, or nullopt.
+  [[nodiscard]] virtual caf::expected<std::optional<snapshot_record>>
+  load_snapshot(std::string_view id, const snapshot_selection& sel = {}) = 0;
+
+  /// Deletes the snapshots of `id` within `sel`.
+  [[nodiscard]] virtual caf::error delete_snapshots(std::string_view id,
+                                                    const snapshot_selection& sel) = 0;
+
+  /// Timers with due_ms <= until, ordered by (due_ms, persistence id, name), at most `max`.
+  /// Served from an index in that order: cheap even with millions of pending timers.
+  [[nodiscard]] virtual caf::expected<std::vector<timer_record>>
+  timers_due(time_ms until, std::uint64_t max) = 0;
+
+  /// The timers of one persistence id, ordered by name.
+  [[nodiscard]] virtual caf::expected<std::vector<timer_record>>
+  timers_of(std::string_view id) = 0;
+
+  /// Outbox messages with outbox_seq > after, in order, at most `max`.
+  [[nodiscard]] virtual caf::expected<std::vector<outbox_record>>
+  outbox_pending(std::uint64_t after_seq, std::uint64_t max) = 0;
+
+  /// Removes delivered outbox messages (unknown seqs are ignored).
+  [[nodiscard]] virtual caf::error outbox_delivered(std::vector<std::uint64_t> seqs) = 0;
+
+  /// True if a write for `id` carried `message_id` as its processed message id.
+  [[nodiscard]] virtual caf::expected<bool> is_processed(std::string_view id,
+                                                         std::string_view message_id) = 0;
+
+  /// Waits until every write handed to `write` before this call has been acknowledged.
+  virtual void flush() = 0;
+};
+
+/// Limits that every backend checks before storing (JOURNAL.md §Bad input).
+struct write_limits {
+  std::size_t max_id_bytes = 512;
+  std::size_t max_name_bytes = 255;
+  std::size_t max_payload_bytes = 1 << 20;
+};
+
+/// Checks `w` against `limits` and validates every JSON payload. Returns a rejection
+/// (invalid_argument, invalid_payload, payload_too_large) or an empty error.
+/// Runs on the caller's thread so that the writer thread only writes.
+[[nodiscard]] caf::error validate_write(const atomic_write& w, const write_limits& limits);
+
+/// True if `text` is one valid JSON value.
+[[nodiscard]] bool is_valid_json(std::string_view text) noexcept;
+
+}  // namespace longhaul::persistence

@@ -1,0 +1,1241 @@
+// The SQLite journal: schema and migrations, the single-writer lock, the group-commit
+// writer thread, and pooled read connections. The only place (with sqlite_fault_vfs.cpp)
+// that includes sqlite3.h; SQLite result codes become persistence errors in `translate`.
+// Invariants (I1..) and failure modes are numbered in persistence/JOURNAL.md.
+#include "persistence/sqlite_journal.hpp"
+
+#include <sqlite3.h>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <future>
+#include <mutex>
+#include <sys/file.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+#include <variant>
+
+namespace longhaul::persistence {
+
+caf::expected<sync_mode> parse_sync_mode(std::string_view text) {
+  if (text == "full")
+    return sync_mode::full;
+  if (text == "normal")
+    return sync_mode::normal;
+  if (text == "off")
+    return sync_mode::off;
+  return make_persistence_error(persistence_errc::invalid_argument,
+                                "unknown sync mode '" + std::string{text}
+                                  + "' (expected full, normal or off)");
+}
+
+namespace {
+
+constexpr std::int64_t max_int64 = std::numeric_limits<std::int64_t>::max();
+
+std::int64_t clamp64(std::uint64_t x) {
+  return x > static_cast<std::uint64_t>(max_int64) ? max_int64 : static_cast<std::int64_t>(x);
+}
+
+time_ms system_now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+/// Turns a SQLite result code into a persistence error (the one translation point).
+caf::error translate(int rc, sqlite3* db, std::string_view what) {
+  auto code = persistence_errc::internal;
+  switch (rc & 0xff) {
+    case SQLITE_FULL: code = persistence_errc::disk_full; break;
+    case SQLITE_IOERR: code = persistence_errc::io_error; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = persistence_errc::busy; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = persistence_errc::corrupt; break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_AUTH: code = persistence_errc::cannot_open; break;
+    case SQLITE_READONLY: code = persistence_errc::read_only; break;
+    default: break;
+  }
+  std::string text{what};
+  text += ": ";
+  text += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  text += " (sqlite code " + std::to_string(rc) + ")";
+  return make_persistence_error(code, std::move(text));
+}
+
+// -- thin RAII wrappers ---------------------------------------------------------
+
+/// A prepared statement that is reset (and its bindings cleared) after each use.
+class statement {
+public:
+  statement() = default;
+  statement(sqlite3* db, sqlite3_stmt* s) : db_(db), stmt_(s) {}
+  statement(statement&& other) noexcept
+    : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+  statement& operator=(statement&& other) noexcept {
+    std::swap(db_, other.db_);
+    std::swap(stmt_, other.stmt_);
+    return *this;
+  }
+  ~statement() { sqlite3_finalize(stmt_); }
+
+  statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // Strings are bound SQLITE_STATIC: callers keep them alive until the step completes.
+  statement& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  statement& bind_null(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  /// SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(stmt_); }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string{};
+  }
+
+private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// Resets a statement when leaving a scope, so early returns never leave it busy.
+struct reset_guard {
+  statement& s;
+  ~reset_guard() { s.reset(); }
+};
+
+/// One SQLite connection with a cache of prepared statements keyed by their SQL.
+class connection {
+public:
+  connection() = default;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  ~connection() {
+    cache_.clear();
+    if (db_ != nullptr)
+      sqlite3_close_v2(db_);
+  }
+
+  caf::error open(const std::string& path, bool read_only, const std::string& vfs) {
+    int flags = SQLITE_OPEN_NOMUTEX
+                | (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    auto rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
+    if (rc != SQLITE_OK)
+      return translate(rc, db_, "cannot open journal '" + path + "'");
+    sqlite3_extended_result_codes(db_, 1);
+    return {};
+  }
+
+  sqlite3* handle() const { return db_; }
+
+  caf::error exec(const std::string& sql) {
+    char* msg = nullptr;
+    auto rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg);
+    sqlite3_free(msg);
+    if (rc != SQLITE_OK)
+      return translate(rc, db_, "executing '" + sql.substr(0, 60) + "'");
+    return {};
+  }
+
+  /// The cached prepared statement for `sql` (prepared on first use).
+  caf::expected<statement*> prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end())
+      return &it->second;
+    sqlite3_stmt* raw = nullptr;
+    auto rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    if (rc != SQLITE_OK)
+      return translate(rc, db_, std::string{"preparing '"} + sql + "'");
+    return &cache_.emplace(sql, statement{db_, raw}).first->second;
+  }
+
+  /// Runs a statement that returns no rows (or ignores them).
+  caf::error run(statement& s, std::string_view what) {
+    reset_guard guard{s};
+    auto rc = s.step();
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      return translate(rc, db_, what);
+    return {};
+  }
+
+private:
+  sqlite3* db_ = nullptr;
+  std::unordered_map<const char*, statement> cache_;
+};
+
+// -- schema --------------------------------------------------------------------
+
+// Schema version 1. Annotated in JOURNAL.md §Schema. Key shape: events are keyed by an
+// append-only integer position (rowid) and found per stream through a compact integer
+// index (stream_id, seq), so appends touch the right edge of the table and a small index
+// instead of a TEXT primary key spread over the whole file (I9).
+const char* const schema_v1 = R"sql(
+CREATE TABLE streams (
+  stream_id       INTEGER PRIMARY KEY,
+  persistence_id  TEXT NOT NULL UNIQUE,
+  deleted_highest INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+  position       INTEGER PRIMARY KEY,
+  stream_id      INTEGER NOT NULL,
+  seq            INTEGER NOT NULL,
+  type           TEXT NOT NULL,
+  schema_version INTEGER NOT NULL,
+  payload        TEXT NOT NULL,
+  tags           TEXT,
+  written_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX events_by_stream ON events (stream_id, seq);
+CREATE TABLE event_tags (
+  tag      TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (tag, position)
+) WITHOUT ROWID;
+CREATE TABLE snapshots (
+  stream_id INTEGER NOT NULL,
+  seq       INTEGER NOT NULL,
+  state     TEXT NOT NULL,
+  saved_at  INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE timers (
+  persistence_id TEXT NOT NULL,
+  name           TEXT NOT NULL,
+  due_at         INTEGER NOT NULL,
+  payload        TEXT NOT NULL,
+  PRIMARY KEY (persistence_id, name)
+) WITHOUT ROWID;
+CREATE INDEX timers_by_due ON timers (due_at, persistence_id, name);
+CREATE TABLE outbox (
+  outbox_seq  INTEGER PRIMARY KEY,
+  message_id  TEXT NOT NULL UNIQUE,
+  stream_id   INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  payload     TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE processed_messages (
+  stream_id    INTEGER NOT NULL,
+  message_id   TEXT NOT NULL,
+  processed_at INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, message_id)
+) WITHOUT ROWID;
+)sql";
+
+/// Forward migrations: entry i brings user_version i to i + 1 (JOURNAL.md §Migrations).
+const char* const migrations[] = {schema_v1};
+static_assert(std::size(migrations) == sqlite_journal::schema_version);
+
+caf::expected<int> user_version(connection& c) {
+  auto st = c.prepare("PRAGMA user_version");
+  if (!st)
+    return st.error();
+  reset_guard guard{**st};
+  auto rc = (*st)->step();
+  if (rc != SQLITE_ROW)
+    return translate(rc, c.handle(), "reading schema version");
+  return static_cast<int>((*st)->int64(0));
+}
+
+caf::error check_schema_not_newer(int version, const std::string& path) {
+  if (version > sqlite_journal::schema_version)
+    return make_persistence_error(
+      persistence_errc::schema_too_new,
+      "journal '" + path + "' has schema version " + std::to_string(version)
+        + ", this build of longhaul knows versions up to "
+        + std::to_string(sqlite_journal::schema_version) + "; use a newer longhaul");
+  return {};
+}
+
+/// Brings the schema to the current version in one transaction per step (I10).
+caf::error migrate(connection& c, const std::string& path) {
+  if (auto err = c.exec("BEGIN IMMEDIATE"))
+    return err;
+  auto fail = [&](caf::error err) {
+    (void) c.exec("ROLLBACK");
+    return err;
+  };
+  auto version = user_version(c);
+  if (!version)
+    return fail(version.error());
+  if (auto err = check_schema_not_newer(*version, path))
+    return fail(err);
+  if (*version == 0) {
+    auto count = c.prepare("SELECT count(*) FROM sqlite_master");
+    if (!count)
+      return fail(count.error());
+    reset_guard guard{**count};
+    if ((*count)->step() == SQLITE_ROW && (*count)->int64(0) > 0)
+      return fail(make_persistence_error(persistence_errc::cannot_open,
+                                         "'" + path + "' is a SQLite database but not a "
+                                         "longhaul journal (user_version 0, has tables)"));
+  }
+  for (auto v = *version; v < sqlite_journal::schema_version; ++v) {
+    if (auto err = c.exec(migrations[v]))
+      return fail(err);
+    if (auto err = c.exec("PRAGMA user_version = " + std::to_string(v + 1)))
+      return fail(err);
+  }
+  return c.exec("COMMIT");
+}
+
+caf::error configure(connection& c, const sqlite_journal_config& cfg, bool writer) {
+  auto rc = sqlite3_busy_timeout(c.handle(), static_cast<int>(cfg.busy_timeout.count()));
+  if (rc != SQLITE_OK)
+    return translate(rc, c.handle(), "setting busy timeout");
+  std::string pragmas = "PRAGMA cache_size = -" + std::to_string(cfg.cache_mb * 1024) + ";";
+  if (writer) {
+    const char* sync = cfg.sync == sync_mode::full     ? "FULL"
+                       : cfg.sync == sync_mode::normal ? "NORMAL"
+                                                       : "OFF";
+    pragmas += "PRAGMA journal_mode = WAL; PRAGMA synchronous = ";
+    pragmas += sync;
+    pragmas += "; PRAGMA temp_store = MEMORY;";
+  }
+  return c.exec(pragmas);
+}
+
+// -- single-writer lock (I8) -------------------------------------------------------
+
+/// An flock(2) on "<path>.writer-lock" holding the owner's pid. The kernel drops it when
+/// the process dies, so a SIGKILLed writer never leaves a stale lock behind.
+class writer_lock {
+public:
+  writer_lock() = default;
+  writer_lock(const writer_lock&) = delete;
+  writer_lock& operator=(const writer_lock&) = delete;
+  ~writer_lock() {
+    if (fd_ >= 0)
+      ::close(fd_);  // releases the flock
+  }
+
+  caf::error acquire(const std::string& db_path) {
+    auto lock_path = db_path + ".writer-lock";
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      return make_persistence_error(persistence_errc::cannot_open,
+                                    "cannot open lock file '" + lock_path
+                                      + "': " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      auto err = errno;
+      char buf[32] = {};
+      auto n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+      std::string owner = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "unknown";
+      while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' '))
+        owner.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (err == EWOULDBLOCK)
+        return make_persistence_error(persistence_errc::locked_by_other_process,
+                                      "journal locked by process " + owner + " ('" + db_path
+                                        + "'); open it read-only to inspect it");
+      return make_persistence_error(persistence_errc::cannot_open,
+                                    "cannot lock '" + lock_path + "': " + std::strerror(err));
+    }
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The lock itself is held; the pid is only for the message of a second opener.
+    }
+    return {};
+  }
+
+private:
+  int fd_ = -1;
+};
+
+// -- encoding helpers ------------------------------------------------------------------
+
+std::string encode_tags(const std::vector<std::string>& tags) {
+  boost::json::array arr;
+  for (const auto& t : tags)
+    arr.emplace_back(t);
+  return boost::json::serialize(arr);
+}
+
+std::vector<std::string> decode_tags(const std::string& json) {
+  std::vector<std::string> out;
+  boost::json::error_code ec;
+  auto v = boost::json::parse(json, ec);
+  if (ec || !v.is_array())
+    return out;  // tags are written by us as an array; anything else means none
+  for (const auto& t : v.as_array())
+    if (t.is_string())
+      out.emplace_back(t.as_string().c_str(), t.as_string().size());
+  return out;
+}
+
+}  // namespace
+
+// -- implementation state --------------------------------------------------------------
+
+struct sqlite_journal::impl {
+  /// Where a stream stands, as the writer knows it: committed state only (I3).
+  struct stream_state {
+    std::int64_t stream_id = 0;  ///< 0: no row in `streams` yet
+    sequence_nr highest = 0;
+  };
+
+  struct pending_write {
+    atomic_write w;
+    write_callback done;
+  };
+  /// Work other than appends that must run on the write connection, in queue order.
+  using maintenance = std::function<void(impl&)>;
+  using job = std::variant<pending_write, maintenance>;
+
+  sqlite_journal_config cfg;
+  writer_lock lock;
+  connection writer;  // owned by the writer thread after open()
+
+  std::mutex queue_mtx;
+  std::condition_variable queue_cv;
+  std::deque<job> queue;
+  bool stopping = false;
+  bool closed = false;
+  std::thread writer_thread;
+
+  std::unordered_map<std::string, stream_state> streams;  // writer thread only
+  std::unordered_map<std::string, stream_state> batch_streams;  // this batch's changes
+
+  std::mutex readers_mtx;
+  std::vector<std::unique_ptr<connection>> idle_readers;
+
+  std::atomic<std::uint64_t> n_transactions{0};
+  std::atomic<std::uint64_t> n_writes{0};
+  std::atomic<std::uint64_t> n_max_batch{0};
+
+  time_ms now() const { return cfg.clock ? cfg.clock() : system_now_ms(); }
+
+  // -- writer thread ------------------------------------------------------------------
+
+  void run_writer() {
+    std::vector<pending_write> batch;
+    for (;;) {
+      maintenance task;
+      {
+        std::unique_lock guard{queue_mtx};
+        queue_cv.wait(guard, [&] { return stopping || !queue.empty(); });
+        if (queue.empty())
+          return;  // stopping and drained
+        if (cfg.max_batch_delay.count() > 0 && queue.size() < cfg.max_batch_writes && !stopping)
+          queue_cv.wait_for(guard, cfg.max_batch_delay,
+                            [&] { return stopping || queue.size() >= cfg.max_batch_writes; });
+        // Take a run of appends, or one maintenance job: the queue order is kept.
+        while (!queue.empty() && batch.size() < cfg.max_batch_writes
+               && std::holds_alternative<pending_write>(queue.front())) {
+          batch.push_back(std::move(std::get<pending_write>(queue.front())));
+          queue.pop_front();
+        }
+        if (batch.empty()) {
+          task = std::move(std::get<maintenance>(queue.front()));
+          queue.pop_front();
+        }
+      }
+      if (!batch.empty()) {
+        commit_batch(batch);
+        batch.clear();
+      } else {
+        task(*this);
+      }
+    }
+  }
+
+  /// The highest stored sequence number of `id` as seen inside the open transaction.
+  caf::expected<stream_state> lookup_stream(const std::string& id) {
+    if (auto it = batch_streams.find(id); it != batch_streams.end())
+      return it->second;
+    if (auto it = streams.find(id); it != streams.end())
+      return it->second;
+    auto st = load_stream(writer, id);
+    if (!st)
+      return st.error();
+    stream_state s{st->first, st->second};
+    if (streams.size() >= cfg.stream_cache_entries)
+      streams.clear();  // bounded memory: a cold miss costs one indexed lookup
+    streams.emplace(id, s);
+    return s;
+  }
+
+  /// (stream_id, highest) of `id` read from `c`; (0, 0) for an unknown id.
+  static caf::expected<std::pair<std::int64_t, sequence_nr>> load_stream(connection& c,
+                                                                         std::string_view id) {
+    auto st = c.prepare("SELECT stream_id, deleted_highest FROM streams WHERE persistence_id = ?");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    std::int64_t stream_id = 0;
+    sequence_nr highest = 0;
+    {
+      reset_guard guard{s};
+      s.bind(1, id);
+      auto rc = s.step();
+      if (rc == SQLITE_DONE)
+        return std::pair<std::int64_t, sequence_nr>{0, 0};
+      if (rc != SQLITE_ROW)
+        return translate(rc, c.handle(), "looking up '" + std::string{id} + "'");
+      stream_id = s.int64(0);
+      highest = static_cast<sequence_nr>(s.int64(1));
+    }
+    auto mx = c.prepare("SELECT max(seq) FROM events WHERE stream_id = ?");
+    if (!mx)
+      return mx.error();
+    reset_guard guard{**mx};
+    (*mx)->bind(1, stream_id);
+    auto rc = (*mx)->step();
+    if (rc != SQLITE_ROW)
+      return translate(rc, c.handle(), "reading highest of '" + std::string{id} + "'");
+    if (!(*mx)->is_null(0))
+      highest = std::max(highest, static_cast<sequence_nr>((*mx)->int64(0)));
+    return std::pair<std::int64_t, sequence_nr>{stream_id, highest};
+  }
+
+  /// Outcome of one write inside a batch: a result, a rejection (this write only), or a
+  /// failure that aborts the whole batch.
+  struct write_outcome {
+    caf::expected<write_result> result;
+    bool batch_failed = false;
+  };
+
+  static bool is_constraint(int rc) { return (rc & 0xff) == SQLITE_CONSTRAINT; }
+
+  /// Stores one atomic write inside the open batch transaction. Multi-statement writes
+  /// run inside a SAVEPOINT so that a rejection undoes exactly this write (I2).
+  write_outcome store_write(const atomic_write& w, time_ms ts) {
+    auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
+    auto stream = lookup_stream(w.persistence_id);
+    if (!stream)
+      return fail(stream.error());
+    // I1: sequence numbers are contiguous; the writer is the only one who assigns them.
+    if (w.expected_seq != stream->highest + 1)
+      return {make_persistence_error(
+        persistence_errc::sequence_conflict,
+        "'" + w.persistence_id + "' expected sequence number " + std::to_string(w.expected_seq)
+          + " but the highest stored is " + std::to_string(stream->highest)),
+              false};
+    bool has_tags = std::any_of(w.events.begin(), w.events.end(),
+                                [](const new_event& e) { return !e.tags.empty(); });
+    bool multi = stream->stream_id == 0 || w.events.size() != 1 || has_tags
+                 || !w.timers_to_set.empty() || !w.timers_to_cancel.empty()
+                 || !w.outbox.empty() || w.processed_message_id.has_value();
+    if (multi)
+      if (auto err = writer.exec("SAVEPOINT w"))
+        return fail(err);
+    caf::error rejection;
+    auto outcome = store_parts(w, ts, *stream, rejection);
+    if (multi) {
+      if (!outcome.batch_failed && rejection) {
+        if (auto err = writer.exec("ROLLBACK TO w"))
+          return fail(err);
+      }
+      if (!outcome.batch_failed)
+        if (auto err = writer.exec("RELEASE w"))
+          return fail(err);
+    }
+    if (rejection && !outcome.batch_failed)
+      return {rejection, false};
+    return outcome;
+  }
+
+  write_outcome store_parts(const atomic_write& w, time_ms ts, stream_state stream,
+                            caf::error& rejection) {
+    auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
+    auto db = writer.handle();
+    // Runs `s`; a constraint violation is this write's rejection, anything else fails
+    // the batch. Returns true when the caller must stop.
+    auto step = [&](statement& s, std::string_view what, persistence_errc on_constraint,
+                    std::string constraint_text, caf::error& batch_err) {
+      reset_guard guard{s};
+      auto rc = s.step();
+      if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return false;
+      if (is_constraint(rc))
+        rejection = make_persistence_error(on_constraint, std::move(constraint_text));
+      else
+        batch_err = translate(rc, db, what);
+      return true;
+    };
+    caf::error batch_err;
+    auto stopped = [&] { return batch_err ? fail(batch_err) : write_outcome{write_result{}, false}; };
+    if (stream.stream_id == 0) {
+      auto ins = writer.prepare("INSERT INTO streams (persistence_id) VALUES (?)");
+      if (!ins)
+        return fail(ins.error());
+      (*ins)->bind(1, w.persistence_id);
+      if (step(**ins, "creating stream", persistence_errc::internal,
+               "stream '" + w.persistence_id + "' exists", batch_err))
+        return stopped();
+      stream.stream_id = sqlite3_last_insert_rowid(db);
+    }
+    if (w.processed_message_id) {
+      auto ins = writer.prepare(
+        "INSERT INTO processed_messages (stream_id, message_id, processed_at) VALUES (?, ?, ?)");
+      if (!ins)
+        return fail(ins.error());
+      (*ins)->bind(1, stream.stream_id).bind(2, *w.processed_message_id).bind(3, ts);
+      if (step(**ins, "recording processed message", persistence_errc::duplicate_message,
+               "message '" + *w.processed_message_id + "' was already processed by '"
+                 + w.persistence_id + "'",
+               batch_err))
+        return stopped();
+    }
+    write_result result;
+    result.written_at_ms = ts;
+    auto seq = w.expected_seq;
+    if (!w.events.empty()) {
+      auto ins = writer.prepare(
+        "INSERT INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)");
+      if (!ins)
+        return fail(ins.error());
+      for (const auto& ev : w.events) {
+        std::string tags;
+        auto& s = **ins;
+        s.bind(1, stream.stream_id)
+          .bind(2, static_cast<std::int64_t>(seq))
+          .bind(3, ev.type)
+          .bind(4, static_cast<std::int64_t>(ev.schema_version))
+          .bind(5, ev.payload_json)
+          .bind(7, ts);
+        if (ev.tags.empty()) {
+          s.bind_null(6);
+        } else {
+          tags = encode_tags(ev.tags);
+          s.bind(6, tags);
+        }
+        if (step(s, "appending event", persistence_errc::sequence_conflict,
+                 "'" + w.persistence_id + "' already has sequence number " + std::to_string(seq),
+                 batch_err))
+          return stopped();
+        result.last_position = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
+        if (!ev.tags.empty()) {
+          auto tag_ins = writer.prepare("INSERT OR IGNORE INTO event_tags (tag, position) VALUES (?, ?)");
+          if (!tag_ins)
+            return fail(tag_ins.error());
+          for (const auto& tag : ev.tags) {
+            (*tag_ins)->bind(1, tag).bind(2, static_cast<std::int64_t>(result.last_position));
+            if (step(**tag_ins, "tagging event", persistence_errc::internal, "tag", batch_err))
+              return stopped();
+          }
+        }
+        ++seq;
+      }
+    }
+    if (!w.timers_to_cancel.empty()) {
+      auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ? AND name = ?");
+      if (!del)
+        return fail(del.error());
+      for (const auto& t : w.timers_to_cancel) {
+        (*del)->bind(1, w.persistence_id).bind(2, t.name);
+        if (step(**del, "cancelling timer", persistence_errc::internal, "timer", batch_err))
+          return stopped();
+      }
+    }
+    if (!w.timers_to_set.empty()) {
+      auto ins = writer.prepare("INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload)"
+                                " VALUES (?, ?, ?, ?)");
+      if (!ins)
+        return fail(ins.error());
+      for (const auto& t : w.timers_to_set) {
+        (*ins)->bind(1, w.persistence_id).bind(2, t.name).bind(3, t.due_ms).bind(4, t.payload_json);
+        if (step(**ins, "setting timer", persistence_errc::internal, "timer", batch_err))
+          return stopped();
+      }
+    }
+    if (!w.outbox.empty()) {
+      auto ins = writer.prepare("INSERT INTO outbox (message_id, stream_id, destination, payload,"
+                                " created_at) VALUES (?, ?, ?, ?, ?)");
+      if (!ins)
+        return fail(ins.error());
+      for (const auto& m : w.outbox) {
+        (*ins)->bind(1, m.message_id).bind(2, stream.stream_id).bind(3, m.destination)
+          .bind(4, m.payload_json).bind(5, ts);
+        if (step(**ins, "queueing outbox message", persistence_errc::invalid_argument,
+                 "outbox message id '" + m.message_id + "' is already used", batch_err))
+          return stopped();
+      }
+    }
+    stream.highest = seq - 1;
+    batch_streams[w.persistence_id] = stream;
+    result.highest_seq = stream.highest;
+    return {result, false};
+  }
+
+  /// Rolls back whatever is open after a failure; SQLite may already have done so.
+  void rollback() {
+    if (sqlite3_get_autocommit(writer.handle()) == 0)
+      (void) writer.exec("ROLLBACK");
+  }
+
+  /// Group commit (I4): all writes of `batch` in one transaction, each acknowledged only
+  /// after COMMIT returned. A rejection fails alone; a failure fails the whole batch.
+  void commit_batch(std::vector<pending_write>& batch) {
+    auto ts = now();
+    std::vector<caf::expected<write_result>> results;
+    results.reserve(batch.size());
+    caf::error batch_err = writer.exec("BEGIN IMMEDIATE");
+    batch_streams.clear();
+    if (!batch_err) {
+      for (auto& pw : batch) {
+        auto out = store_write(pw.w, ts);
+        if (out.batch_failed) {
+          batch_err = out.result.error();
+          break;
+        }
+        results.push_back(std::move(out.result));
+      }
+    }
+    if (!batch_err)
+      batch_err = writer.exec("COMMIT");
+    if (batch_err) {
+      rollback();
+      // After an I/O error the writer's view may be stale: relearn from the file.
+      streams.clear();
+      batch_streams.clear();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        // A write rejected before the failure stays rejected; all others failed.
+        if (i < results.size() && !results[i])
+          deliver(batch[i].done, std::move(results[i]));
+        else
+          deliver(batch[i].done, batch_err);
+      }
+      return;
+    }
+    for (auto& [id, st] : batch_streams)
+      streams[id] = st;
+    batch_streams.clear();
+    n_transactions.fetch_add(1, std::memory_order_relaxed);
+    n_writes.fetch_add(batch.size(), std::memory_order_relaxed);
+    if (batch.size() > n_max_batch.load(std::memory_order_relaxed))
+      n_max_batch.store(batch.size(), std::memory_order_relaxed);
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      deliver(batch[i].done, std::move(results[i]));
+  }
+
+  static void deliver(write_callback& done, caf::expected<write_result> r) {
+    if (!done)
+      return;
+    try {
+      done(std::move(r));
+    } catch (...) {
+      // A throwing callback must not take the writer (and every other caller) down.
+    }
+  }
+
+  /// Runs `body` in its own transaction on the writer thread and waits for it.
+  caf::error run_maintenance(std::function<caf::error(impl&)> body) {
+    std::promise<caf::error> done;
+    auto result = done.get_future();
+    auto task = [&body, &done](impl& self) {
+      caf::error err = self.writer.exec("BEGIN IMMEDIATE");
+      if (!err)
+        err = body(self);
+      if (!err)
+        err = self.writer.exec("COMMIT");
+      if (err) {
+        self.rollback();
+        self.streams.clear();
+      }
+      done.set_value(std::move(err));
+    };
+    {
+      std::lock_guard guard{queue_mtx};
+      if (closed || stopping)
+        return make_persistence_error(persistence_errc::closed, "journal is closed");
+      queue.emplace_back(maintenance{std::move(task)});
+    }
+    queue_cv.notify_one();
+    return result.get();
+  }
+
+  caf::error writable() const {
+    if (cfg.read_only)
+      return make_persistence_error(persistence_errc::read_only,
+                                    "journal '" + cfg.path + "' was opened read-only");
+    return {};
+  }
+
+  // -- readers ------------------------------------------------------------------------
+
+  /// A read connection borrowed from the pool, returned on destruction.
+  struct reader_lease {
+    impl* owner = nullptr;
+    std::unique_ptr<connection> conn;
+    reader_lease(impl* o, std::unique_ptr<connection> c) : owner(o), conn(std::move(c)) {}
+    reader_lease(reader_lease&&) = default;
+    ~reader_lease() {
+      if (conn) {
+        std::lock_guard guard{owner->readers_mtx};
+        if (owner->idle_readers.size() < owner->cfg.max_read_connections)
+          owner->idle_readers.push_back(std::move(conn));
+      }
+    }
+    connection& operator*() { return *conn; }
+  };
+
+  caf::expected<reader_lease> borrow_reader() {
+    {
+      std::lock_guard guard{readers_mtx};
+      if (!idle_readers.empty()) {
+        reader_lease lease{this, std::move(idle_readers.back())};
+        idle_readers.pop_back();
+        return lease;
+      }
+    }
+    auto conn = std::make_unique<connection>();
+    if (auto err = conn->open(cfg.path, true, cfg.vfs))
+      return err;
+    if (auto err = configure(*conn, cfg, false))
+      return err;
+    return reader_lease{this, std::move(conn)};
+  }
+
+  /// Runs `body` inside one read transaction so that multi-statement reads are
+  /// consistent (I5).
+  template <class T, class F>
+  caf::expected<T> read(F body) {
+    auto lease = borrow_reader();
+    if (!lease)
+      return lease.error();
+    auto& c = **lease;
+    if (auto err = c.exec("BEGIN"))
+      return err;
+    caf::expected<T> result = body(c);
+    (void) c.exec("COMMIT");
+    return result;
+  }
+};
+
+// -- public API ------------------------------------------------------------------------
+
+sqlite_journal::sqlite_journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+sqlite_journal::~sqlite_journal() { close(); }
+
+caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journal_config cfg) {
+  if (cfg.path.empty())
+    return make_persistence_error(persistence_errc::invalid_argument, "journal path is empty");
+  if (cfg.max_batch_writes == 0)
+    cfg.max_batch_writes = 1;
+  auto p = std::make_unique<impl>();
+  p->cfg = std::move(cfg);
+  auto& c = p->cfg;
+  if (c.read_only) {
+    connection probe;
+    if (auto err = probe.open(c.path, true, c.vfs))
+      return err;
+    auto version = user_version(probe);
+    if (!version)
+      return version.error();
+    if (auto err = check_schema_not_newer(*version, c.path))
+      return err;
+    if (*version == 0)
+      return make_persistence_error(persistence_errc::cannot_open,
+                                    "'" + c.path + "' is not a longhaul journal");
+  } else {
+    // I8: one writing process per journal; checked before SQLite can block on a lock.
+    if (auto err = p->lock.acquire(c.path))
+      return err;
+    if (auto err = p->writer.open(c.path, false, c.vfs))
+      return err;
+    if (auto err = configure(p->writer, c, true))
+      return err;
+    if (auto err = migrate(p->writer, c.path))
+      return err;
+    p->writer_thread = std::thread{[raw = p.get()] { raw->run_writer(); }};
+  }
+  return std::unique_ptr<sqlite_journal>{new sqlite_journal(std::move(p))};
+}
+
+void sqlite_journal::close() {
+  if (!impl_)
+    return;
+  {
+    std::lock_guard guard{impl_->queue_mtx};
+    if (impl_->closed)
+      return;
+    impl_->stopping = true;
+  }
+  impl_->queue_cv.notify_all();
+  if (impl_->writer_thread.joinable())
+    impl_->writer_thread.join();
+  std::lock_guard guard{impl_->queue_mtx};
+  impl_->closed = true;
+}
+
+void sqlite_journal::write(atomic_write w, write_callback done) {
+  if (auto err = impl_->writable()) {
+    impl::deliver(done, std::move(err));
+    return;
+  }
+  if (auto err = validate_write(w, impl_->cfg.limits)) {
+    impl::deliver(done, std::move(err));
+    return;
+  }
+  {
+    std::unique_lock guard{impl_->queue_mtx};
+    if (impl_->stopping || impl_->closed) {
+      guard.unlock();
+      impl::deliver(done, make_persistence_error(persistence_errc::closed,
+                                                 "journal '" + impl_->cfg.path + "' is closed"));
+      return;
+    }
+    impl_->queue.emplace_back(impl::pending_write{std::move(w), std::move(done)});
+  }
+  impl_->queue_cv.notify_one();
+}
+
+caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequence_nr from,
+                                                    sequence_nr to, std::uint64_t max) {
+  return impl_->read<replay_result>([&](connection& c) -> caf::expected<replay_result> {
+    replay_result out;
+    auto stream = impl::load_stream(c, id);
+    if (!stream)
+      return stream.error();
+    out.highest_seq = stream->second;
+    if (stream->first == 0 || max == 0 || from > to)
+      return out;
+    auto st = c.prepare("SELECT seq, type, schema_version, payload, tags, written_at, position"
+                        " FROM events WHERE stream_id = ? AND seq >= ? AND seq <= ?"
+                        " ORDER BY seq LIMIT ?");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, stream->first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      auto& ev = out.events.emplace_back();
+      ev.persistence_id = std::string{id};
+      ev.seq = static_cast<sequence_nr>(s.int64(0));
+      ev.type = s.text(1);
+      ev.schema_version = static_cast<std::uint32_t>(s.int64(2));
+      ev.payload_json = s.text(3);
+      if (!s.is_null(4))
+        ev.tags = decode_tags(s.text(4));
+      ev.written_at_ms = s.int64(5);
+      ev.position = static_cast<std::uint64_t>(s.int64(6));
+    }
+    if (rc != SQLITE_DONE)
+      return translate(rc, c.handle(), "replaying '" + std::string{id} + "'");
+    return out;
+  });
+}
+
+caf::expected<sequence_nr> sqlite_journal::highest_seq(std::string_view id) {
+  return impl_->read<sequence_nr>([&](connection& c) -> caf::expected<sequence_nr> {
+    auto stream = impl::load_stream(c, id);
+    if (!stream)
+      return stream.error();
+    return stream->second;
+  });
+}
+
+caf::error sqlite_journal::delete_up_to(std::string_view id, sequence_nr n) {
+  if (auto err = impl_->writable())
+    return err;
+  if (n == 0)
+    return {};
+  std::string key{id};
+  return impl_->run_maintenance([&](impl& self) -> caf::error {
+    auto stream = self.lookup_stream(key);
+    if (!stream)
+      return stream.error();
+    if (stream->stream_id == 0)
+      return {};
+    auto& c = self.writer;
+    // I6: remember the highest sequence number before deleting, so it never decreases.
+    auto mark = c.prepare("UPDATE streams SET deleted_highest = max(deleted_highest, ?)"
+                          " WHERE stream_id = ?");
+    auto tags = c.prepare("DELETE FROM event_tags WHERE position IN"
+                          " (SELECT position FROM events WHERE stream_id = ? AND seq <= ?)");
+    auto del = c.prepare("DELETE FROM events WHERE stream_id = ? AND seq <= ?");
+    for (auto* st : {&mark, &tags, &del})
+      if (!*st)
+        return st->error();
+    (*mark)->bind(1, static_cast<std::int64_t>(stream->highest)).bind(2, stream->stream_id);
+    if (auto err = c.run(**mark, "marking deletion"))
+      return err;
+    (*tags)->bind(1, stream->stream_id).bind(2, clamp64(n));
+    if (auto err = c.run(**tags, "deleting tags"))
+      return err;
+    (*del)->bind(1, stream->stream_id).bind(2, clamp64(n));
+    return c.run(**del, "deleting events of '" + key + "'");
+  });
+}
+
+caf::expected<std::vector<event_record>>
+sqlite_journal::read_all(std::uint64_t after_position, std::uint64_t max,
+                         const std::optional<std::string>& tag) {
+  using result = std::vector<event_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    result out;
+    if (max == 0)
+      return out;
+    const char* sql
+      = tag ? "SELECT s.persistence_id, e.seq, e.type, e.schema_version, e.payload, e.tags,"
+              " e.written_at, e.position FROM event_tags t"
+              " JOIN events e ON e.position = t.position"
+              " JOIN streams s ON s.stream_id = e.stream_id"
+              " WHERE t.tag = ?2 AND t.position > ?1 ORDER BY t.position LIMIT ?3"
+            : "SELECT s.persistence_id, e.seq, e.type, e.schema_version, e.payload, e.tags,"
+              " e.written_at, e.position FROM events e"
+              " JOIN streams s ON s.stream_id = e.stream_id"
+              " WHERE e.position > ?1 ORDER BY e.position LIMIT ?3";
+    auto st = c.prepare(sql);
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, clamp64(after_position)).bind(3, clamp64(max));
+    if (tag)
+      s.bind(2, *tag);
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      auto& ev = out.emplace_back();
+      ev.persistence_id = s.text(0);
+      ev.seq = static_cast<sequence_nr>(s.int64(1));
+      ev.type = s.text(2);
+      ev.schema_version = static_cast<std::uint32_t>(s.int64(3));
+      ev.payload_json = s.text(4);
+      if (!s.is_null(5))
+        ev.tags = decode_tags(s.text(5));
+      ev.written_at_ms = s.int64(6);
+      ev.position = static_cast<std::uint64_t>(s.int64(7));
+    }
+    if (rc != SQLITE_DONE)
+      return translate(rc, c.handle(), "reading all events");
+    return out;
+  });
+}
+
+caf::error sqlite_journal::save_snapshot(snapshot_record snap) {
+  if (auto err = impl_->writable())
+    return err;
+  if (snap.persistence_id.empty() || snap.persistence_id.size() > impl_->cfg.limits.max_id_bytes)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "snapshot persistence id is empty or too long");
+  if (snap.seq == 0)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "snapshot of '" + snap.persistence_id + "' at sequence 0");
+  if (snap.state_json.size() > impl_->cfg.limits.max_payload_bytes)
+    return make_persistence_error(persistence_errc::payload_too_large,
+                                  "snapshot of '" + snap.persistence_id + "' is too large");
+  if (!is_valid_json(snap.state_json))
+    return make_persistence_error(persistence_errc::invalid_payload,
+                                  "snapshot of '" + snap.persistence_id + "' is not valid JSON");
+  return impl_->run_maintenance([&](impl& self) -> caf::error {
+    auto stream = self.lookup_stream(snap.persistence_id);
+    if (!stream)
+      return stream.error();
+    if (snap.seq > stream->highest)
+      return make_persistence_error(persistence_errc::invalid_argument,
+                                    "snapshot of '" + snap.persistence_id + "' at sequence "
+                                      + std::to_string(snap.seq) + " but the highest stored is "
+                                      + std::to_string(stream->highest));
+    auto& c = self.writer;
+    auto ins = c.prepare("INSERT OR REPLACE INTO snapshots (stream_id, seq, state, saved_at)"
+                         " VALUES (?, ?, ?, ?)");
+    if (!ins)
+      return ins.error();
+    (*ins)->bind(1, stream->stream_id).bind(2, static_cast<std::int64_t>(snap.seq))
+      .bind(3, snap.state_json).bind(4, self.now());
+    if (auto err = c.run(**ins, "saving snapshot of '" + snap.persistence_id + "'"))
+      return err;
+    if (self.cfg.keep_snapshots == 0)
+      return {};
+    auto prune = c.prepare("DELETE FROM snapshots WHERE stream_id = ?1 AND seq NOT IN"
+                           " (SELECT seq FROM snapshots WHERE stream_id = ?1"
+                           " ORDER BY seq DESC LIMIT ?2)");
+    if (!prune)
+      return prune.error();
+    (*prune)->bind(1, stream->stream_id)
+      .bind(2, static_cast<std::int64_t>(self.cfg.keep_snapshots));
+    return c.run(**prune, "pruning snapshots");
+  });
+}
+
+caf::expected<std::optional<snapshot_record>>
+sqlite_journal::load_snapshot(std::string_view id, const snapshot_selection& sel) {
+  using result = std::optional<snapshot_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare("SELECT n.seq, n.state, n.saved_at FROM snapshots n"
+                        " JOIN streams s ON s.stream_id = n.stream_id"
+                        " WHERE s.persistence_id = ? AND n.seq >= ? AND n.seq <= ?"
+                        " AND n.saved_at <= ? ORDER BY n.seq DESC LIMIT 1");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, id).bind(2, clamp64(sel.min_seq)).bind(3, clamp64(sel.max_seq))
+      .bind(4, sel.max_saved_at_ms);
+    auto rc = s.step();
+    if (rc == SQLITE_DONE)
+      return result{};
+    if (rc != SQLITE_ROW)
+      return translate(rc, c.handle(), "loading snapshot of '" + std::string{id} + "'");
+    return result{snapshot_record{std::string{id}, static_cast<sequence_nr>(s.int64(0)),
+                                  s.text(1), s.int64(2)}};
+  });
+}
+
+caf::error sqlite_journal::delete_snapshots(std::string_view id, const snapshot_selection& sel) {
+  if (auto err = impl_->writable())
+    return err;
+  std::string key{id};
+  return impl_->run_maintenance([&](impl& self) -> caf::error {
+    auto del = self.writer.prepare(
+      "DELETE FROM snapshots WHERE stream_id = (SELECT stream_id FROM streams"
+      " WHERE persistence_id = ?) AND seq >= ? AND seq <= ? AND saved_at <= ?");
+    if (!del)
+      return del.error();
+    (*del)->bind(1, key).bind(2, clamp64(sel.min_seq)).bind(3, clamp64(sel.max_seq))
+      .bind(4, sel.max_saved_at_ms);
+    return self.writer.run(**del, "deleting snapshots of '" + key + "'");
+  });
+}
+
+namespace {
+
+caf::expected<std::vector<timer_record>> read_timers(connection& c, statement& s) {
+  std::vector<timer_record> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW)
+    out.push_back(timer_record{s.text(0), s.text(1), s.int64(2), s.text(3)});
+  if (rc != SQLITE_DONE)
+    return translate(rc, c.handle(), "reading timers");
+  return out;
+}
+
+}  // namespace
+
+caf::expected<std::vector<timer_record>> sqlite_journal::timers_due(time_ms until,
+                                                                    std::uint64_t max) {
+  using result = std::vector<timer_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare("SELECT persistence_id, name, due_at, payload FROM timers"
+                        " WHERE due_at <= ? ORDER BY due_at, persistence_id, name LIMIT ?");
+    if (!st)
+      return st.error();
+    reset_guard guard{**st};
+    (*st)->bind(1, until).bind(2, clamp64(max));
+    return read_timers(c, **st);
+  });
+}
+
+caf::expected<std::vector<timer_record>> sqlite_journal::timers_of(std::string_view id) {
+  using result = std::vector<timer_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare("SELECT persistence_id, name, due_at, payload FROM timers"
+                        " WHERE persistence_id = ? ORDER BY name");
+    if (!st)
+      return st.error();
+    reset_guard guard{**st};
+    (*st)->bind(1, id);
+    return read_timers(c, **st);
+  });
+}
+
+caf::expected<std::vector<outbox_record>> sqlite_journal::outbox_pending(std::uint64_t after_seq,
+                                                                         std::uint64_t max) {
+  using result = std::vector<outbox_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare("SELECT o.outbox_seq, o.message_id, s.persistence_id, o.destination,"
+                        " o.payload, o.created_at FROM outbox o"
+                        " JOIN streams s ON s.stream_id = o.stream_id"
+                        " WHERE o.outbox_seq > ? ORDER BY o.outbox_seq LIMIT ?");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, clamp64(after_seq)).bind(2, clamp64(max));
+    result out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back(outbox_record{static_cast<std::uint64_t>(s.int64(0)), s.text(1), s.text(2),
+                                  s.text(3), s.text(4), s.int64(5)});
+    if (rc != SQLITE_DONE)
+      return translate(rc, c.handle(), "reading outbox");
+    return out;
+  });
+}
+
+caf::error sqlite_journal::outbox_delivered(std::vector<std::uint64_t> seqs) {
+  if (auto err = impl_->writable())
+    return err;
+  if (seqs.empty())
+    return {};
+  return impl_->run_maintenance([&](impl& self) -> caf::error {
+    auto del = self.writer.prepare("DELETE FROM outbox WHERE outbox_seq = ?");
+    if (!del)
+      return del.error();
+    for (auto seq : seqs) {
+      (*del)->bind(1, clamp64(seq));
+      if (auto err = self.writer.run(**del, "removing delivered outbox message"))
+        return err;
+    }
+    return {};
+  });
+}
+
+caf::expected<bool> sqlite_journal::is_processed(std::string_view id,
+                                                 std::string_view message_id) {
+  return impl_->read<bool>([&](connection& c) -> caf::expected<bool> {
+    auto st = c.prepare("SELECT 1 FROM processed_messages p"
+                        " JOIN streams s ON s.stream_id = p.stream_id"
+                        " WHERE s.persistence_id = ? AND p.message_id = ?");
+    if (!st)
+      return st.error();
+    reset_guard guard{**st};
+    (*st)->bind(1, id).bind(2, message_id);
+    auto rc = (*st)->step();
+    if (rc == SQLITE_ROW)
+      return true;
+    if (rc == SQLITE_DONE)
+      return false;
+    return translate(rc, c.handle(), "reading processed messages");
+  });
+}
+
+void sqlite_journal::flush() {
+  if (impl_->cfg.read_only)
+    return;
+  std::promise<void> done;
+  auto result = done.get_future();
+  {
+    std::lock_guard guard{impl_->queue_mtx};
+    if (impl_->stopping || impl_->closed)
+      return;
+    impl_->queue.emplace_back(impl::maintenance{[&done](impl&) { done.set_value(); }});
+  }
+  impl_->queue_cv.notify_one();
+  result.wait();
+}
+
+sqlite_journal::stats sqlite_journal::statistics() const {
+  return {impl_->n_transactions.load(), impl_->n_writes.load(), impl_->n_max_batch.load()};
+}
+
+}  // namespace longhaul::persistence

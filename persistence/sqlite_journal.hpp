@@ -1,0 +1,99 @@
+// The SQLite journal: one database file in WAL mode, one writer thread that batches
+// concurrent writes into one transaction (group commit), and pooled read connections.
+// Format, invariants and failure modes: persistence/JOURNAL.md.
+#pragma once
+
+#include "persistence/journal.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace longhaul::persistence {
+
+/// How hard each COMMIT waits for the disk (JOURNAL.md §Durability).
+enum class sync_mode {
+  full,    ///< fsync the WAL on every commit: an acknowledged write survives power loss
+  normal,  ///< fsync at checkpoints only: survives a process crash, not power loss
+  off,     ///< no fsync: survives a process crash, not an OS crash or power loss
+};
+
+/// Parses "full", "normal" or "off".
+[[nodiscard]] caf::expected<sync_mode> parse_sync_mode(std::string_view text);
+
+/// Opening a SQLite journal.
+struct sqlite_journal_config {
+  std::string path;                   ///< database file; created if missing (unless read_only)
+  sync_mode sync = sync_mode::full;
+  bool read_only = false;             ///< no writer lock, no writer thread; writes fail
+  std::size_t cache_mb = 64;          ///< SQLite page cache per connection
+  std::size_t max_batch_writes = 2000;///< group commit: atomic writes per transaction
+  /// Group commit: how long the writer lingers for more writes when a batch is not full.
+  /// 0 (default) batches whatever queued up during the previous commit.
+  std::chrono::microseconds max_batch_delay{0};
+  write_limits limits;
+  std::size_t keep_snapshots = 0;     ///< keep the newest k snapshots per id (0 = all)
+  std::chrono::milliseconds busy_timeout{5000};
+  std::size_t stream_cache_entries = 200000;  ///< ids whose highest seq the writer keeps
+  std::size_t max_read_connections = 8;
+  std::string vfs;                    ///< SQLite VFS name; empty = default (tests inject faults)
+  std::function<time_ms()> clock;     ///< write timestamps; default: system clock
+};
+
+/// The SQLite journal (see file comment). Thread-safe.
+class sqlite_journal final : public journal {
+public:
+  /// Opens or creates the journal. Fails with locked_by_other_process ("journal locked by
+  /// process N"), schema_too_new, cannot_open or corrupt; never hangs on a held lock.
+  [[nodiscard]] static caf::expected<std::unique_ptr<sqlite_journal>>
+  open(sqlite_journal_config cfg);
+
+  /// Drains queued writes (each is acknowledged), stops the writer, closes connections.
+  ~sqlite_journal() override;
+
+  void write(atomic_write w, write_callback done) override;
+  [[nodiscard]] caf::expected<replay_result>
+  replay(std::string_view id, sequence_nr from, sequence_nr to, std::uint64_t max) override;
+  [[nodiscard]] caf::expected<sequence_nr> highest_seq(std::string_view id) override;
+  [[nodiscard]] caf::error delete_up_to(std::string_view id, sequence_nr n) override;
+  [[nodiscard]] caf::expected<std::vector<event_record>>
+  read_all(std::uint64_t after_position, std::uint64_t max,
+           const std::optional<std::string>& tag) override;
+  [[nodiscard]] caf::error save_snapshot(snapshot_record snap) override;
+  [[nodiscard]] caf::expected<std::optional<snapshot_record>>
+  load_snapshot(std::string_view id, const snapshot_selection& sel) override;
+  [[nodiscard]] caf::error delete_snapshots(std::string_view id,
+                                            const snapshot_selection& sel) override;
+  [[nodiscard]] caf::expected<std::vector<timer_record>>
+  timers_due(time_ms until, std::uint64_t max) override;
+  [[nodiscard]] caf::expected<std::vector<timer_record>>
+  timers_of(std::string_view id) override;
+  [[nodiscard]] caf::expected<std::vector<outbox_record>>
+  outbox_pending(std::uint64_t after_seq, std::uint64_t max) override;
+  [[nodiscard]] caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override;
+  [[nodiscard]] caf::expected<bool> is_processed(std::string_view id,
+                                                 std::string_view message_id) override;
+  void flush() override;
+
+  /// Drains and stops the writer; later writes fail with `closed`. Idempotent.
+  void close();
+
+  /// Schema version this build writes (PRAGMA user_version).
+  static constexpr int schema_version = 1;
+
+  /// Counters for benchmarks and logs.
+  struct stats {
+    std::uint64_t transactions = 0;
+    std::uint64_t writes = 0;
+    std::uint64_t max_batch = 0;
+  };
+  [[nodiscard]] stats statistics() const;
+
+  struct impl;
+private:
+  explicit sqlite_journal(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace longhaul::persistence
