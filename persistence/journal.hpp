@@ -84,6 +84,17 @@ struct outbox_record {
   time_ms created_at_ms = 0;
 };
 
+/// A message that could not be delivered, kept with the reason (never silently dropped).
+struct dead_letter_record {
+  std::uint64_t dead_letter_seq = 0;  ///< set by the journal, strictly increasing
+  std::string message_id;
+  std::string source_persistence_id;
+  std::string destination;            ///< "type/id" or "event:<name>"
+  std::string payload_json;
+  std::string reason;
+  time_ms recorded_at_ms = 0;         ///< set by the journal
+};
+
 /// One atomic write for one persistence id: all parts are stored in one transaction, or
 /// none is. `events` may be empty when other parts are not (e.g. a timer firing that
 /// decides nothing); the sequence check applies either way.
@@ -189,6 +200,14 @@ public:
 
   /// Removes delivered outbox messages (unknown seqs are ignored).
   [[nodiscard]] virtual caf::error outbox_delivered(std::vector<std::uint64_t> seqs) = 0;
+
+  /// Stores a dead letter (at least once: a crash before the outbox row is removed may
+  /// record the same message again).
+  [[nodiscard]] virtual caf::error record_dead_letter(dead_letter_record rec) = 0;
+
+  /// Dead letters with dead_letter_seq > after, in order, at most `max`.
+  [[nodiscard]] virtual caf::expected<std::vector<dead_letter_record>>
+  dead_letters(std::uint64_t after_seq, std::uint64_t max) = 0;
 
   /// True if a write for `id` carried `message_id` as its processed message id.
   [[nodiscard]] virtual caf::expected<bool> is_processed(std::string_view id,

@@ -41,6 +41,9 @@ public:
   [[nodiscard]] caf::expected<std::vector<outbox_record>>
   outbox_pending(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override;
+  [[nodiscard]] caf::error record_dead_letter(dead_letter_record rec) override;
+  [[nodiscard]] caf::expected<std::vector<dead_letter_record>>
+  dead_letters(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::expected<bool> is_processed(std::string_view id,
                                                  std::string_view message_id) override;
   void flush() override;

@@ -3,6 +3,10 @@
 
 #include <caf/deep_to_string.hpp>
 #include <caf/make_message.hpp>
+#include <caf/sec.hpp>
+
+#include <map>
+#include <mutex>
 
 namespace longhaul::persistence {
 
@@ -44,6 +48,26 @@ bool is_rejection(const caf::error& err) noexcept {
   return code != persistence_errc::ok && static_cast<std::uint8_t>(code) < 32;
 }
 
+namespace {
+
+struct category_names {
+  std::mutex mtx;
+  std::map<caf::atom_value, std::string_view (*)(std::uint8_t)> names;
+};
+
+category_names& registry() {
+  static category_names instance;
+  return instance;
+}
+
+} // namespace
+
+void register_error_names(caf::atom_value category, std::string_view (*name_of)(std::uint8_t)) {
+  auto& reg = registry();
+  std::lock_guard guard{reg.mtx};
+  reg.names[category] = name_of;
+}
+
 std::string describe(const caf::error& err) {
   if (!err)
     return "no error";
@@ -59,7 +83,17 @@ std::string describe(const caf::error& err) {
       out += ": " + detail;
     return out;
   }
-  auto out = caf::to_string(err.category()) + " error " + std::to_string(err.code());
+  std::string out;
+  {
+    auto& reg = registry();
+    std::lock_guard guard{reg.mtx};
+    if (auto it = reg.names.find(err.category()); it != reg.names.end())
+      out = std::string{it->second(err.code())};
+  }
+  if (out.empty() && err.category() == caf::atom("system"))
+    out = "caf " + caf::to_string(static_cast<caf::sec>(err.code()));
+  if (out.empty())
+    out = caf::to_string(err.category()) + " error " + std::to_string(err.code());
   if (!detail.empty())
     out += ": " + detail;
   return out;

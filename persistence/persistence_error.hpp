@@ -52,6 +52,10 @@ inline constexpr caf::atom_value persistence_category = caf::atom("lh_persist");
 /// True when `err` says the write was definitely not stored (see JOURNAL.md §Failures).
 [[nodiscard]] bool is_rejection(const caf::error& err) noexcept;
 
+/// Registers the code names of another error category for `describe` (actors/ and
+/// runtime/ register theirs when they first build an error). Thread-safe.
+void register_error_names(caf::atom_value category, std::string_view (*name_of)(std::uint8_t));
+
 /// Human-readable text of any longhaul error: "sequence_conflict: expected 4, highest 5".
 /// Falls back to CAF's rendering for other categories.
 [[nodiscard]] std::string describe(const caf::error& err);

@@ -191,7 +191,8 @@ private:
 // Schema version 1. Annotated in JOURNAL.md §Schema. Key shape: events are keyed by an
 // append-only integer position (rowid) and found per stream through a compact integer
 // index (stream_id, seq), so appends touch the right edge of the table and a small index
-// instead of a TEXT primary key spread over the whole file (I9).
+// instead of a TEXT primary key spread over the whole file (I9). AUTOINCREMENT: positions
+// and outbox numbers are never reused, even after the newest rows are deleted (I11).
 const char* const schema_v1 = R"sql(
 CREATE TABLE streams (
   stream_id       INTEGER PRIMARY KEY,
@@ -199,7 +200,7 @@ CREATE TABLE streams (
   deleted_highest INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE events (
-  position       INTEGER PRIMARY KEY,
+  position       INTEGER PRIMARY KEY AUTOINCREMENT,
   stream_id      INTEGER NOT NULL,
   seq            INTEGER NOT NULL,
   type           TEXT NOT NULL,
@@ -230,7 +231,7 @@ CREATE TABLE timers (
 ) WITHOUT ROWID;
 CREATE INDEX timers_by_due ON timers (due_at, persistence_id, name);
 CREATE TABLE outbox (
-  outbox_seq  INTEGER PRIMARY KEY,
+  outbox_seq  INTEGER PRIMARY KEY AUTOINCREMENT,
   message_id  TEXT NOT NULL UNIQUE,
   stream_id   INTEGER NOT NULL,
   destination TEXT NOT NULL,
@@ -243,6 +244,15 @@ CREATE TABLE processed_messages (
   processed_at INTEGER NOT NULL,
   PRIMARY KEY (stream_id, message_id)
 ) WITHOUT ROWID;
+CREATE TABLE dead_letters (
+  dead_letter_seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id            TEXT NOT NULL,
+  source_persistence_id TEXT NOT NULL,
+  destination           TEXT NOT NULL,
+  payload               TEXT NOT NULL,
+  reason                TEXT NOT NULL,
+  recorded_at           INTEGER NOT NULL
+);
 )sql";
 
 /// Forward migrations: entry i brings user_version i to i + 1 (JOURNAL.md §Migrations).
@@ -270,7 +280,27 @@ caf::error check_schema_not_newer(int version, const std::string& path) {
   return {};
 }
 
-/// Brings the schema to the current version in one transaction per step (I10).
+/// Refuses a SQLite file that is not a journal before anything (WAL mode included) changes it.
+caf::error check_is_journal(connection& c, const std::string& path) {
+  auto version = user_version(c);
+  if (!version)
+    return version.error();
+  if (auto err = check_schema_not_newer(*version, path))
+    return err;
+  if (*version != 0)
+    return {};
+  auto count = c.prepare("SELECT count(*) FROM sqlite_master");
+  if (!count)
+    return count.error();
+  reset_guard guard{**count};
+  if ((*count)->step() == SQLITE_ROW && (*count)->int64(0) > 0)
+    return make_persistence_error(persistence_errc::cannot_open,
+                                  "'" + path + "' is a SQLite database but not a "
+                                  "longhaul journal (user_version 0, has tables)");
+  return {};
+}
+
+/// Brings the schema to the current version; all pending steps in one transaction (I10).
 caf::error migrate(connection& c, const std::string& path) {
   if (auto err = c.exec("BEGIN IMMEDIATE"))
     return err;
@@ -283,16 +313,6 @@ caf::error migrate(connection& c, const std::string& path) {
     return fail(version.error());
   if (auto err = check_schema_not_newer(*version, path))
     return fail(err);
-  if (*version == 0) {
-    auto count = c.prepare("SELECT count(*) FROM sqlite_master");
-    if (!count)
-      return fail(count.error());
-    reset_guard guard{**count};
-    if ((*count)->step() == SQLITE_ROW && (*count)->int64(0) > 0)
-      return fail(make_persistence_error(persistence_errc::cannot_open,
-                                         "'" + path + "' is a SQLite database but not a "
-                                         "longhaul journal (user_version 0, has tables)"));
-  }
   for (auto v = *version; v < sqlite_journal::schema_version; ++v) {
     if (auto err = c.exec(migrations[v]))
       return fail(err);
@@ -311,7 +331,16 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
     const char* sync = cfg.sync == sync_mode::full     ? "FULL"
                        : cfg.sync == sync_mode::normal ? "NORMAL"
                                                        : "OFF";
-    pragmas += "PRAGMA journal_mode = WAL; PRAGMA synchronous = ";
+    // Readers must never block the writer: refuse to run if WAL cannot be enabled (e.g. a
+    // VFS without shared memory), instead of silently using a rollback journal.
+    auto mode = c.prepare("PRAGMA journal_mode = WAL");
+    if (!mode)
+      return mode.error();
+    reset_guard guard{**mode};
+    if ((*mode)->step() != SQLITE_ROW || (*mode)->text(0) != "wal")
+      return make_persistence_error(persistence_errc::cannot_open,
+                                    "'" + cfg.path + "': cannot enable WAL journal mode");
+    pragmas += "PRAGMA synchronous = ";
     pragmas += sync;
     pragmas += "; PRAGMA temp_store = MEMORY;";
   }
@@ -860,6 +889,8 @@ caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journ
       return err;
     if (auto err = p->writer.open(c.path, false, c.vfs))
       return err;
+    if (auto err = check_is_journal(p->writer, c.path))
+      return err;
     if (auto err = configure(p->writer, c, true))
       return err;
     if (auto err = migrate(p->writer, c.path))
@@ -1197,6 +1228,47 @@ caf::error sqlite_journal::outbox_delivered(std::vector<std::uint64_t> seqs) {
         return err;
     }
     return {};
+  });
+}
+
+caf::error sqlite_journal::record_dead_letter(dead_letter_record rec) {
+  if (auto err = impl_->writable())
+    return err;
+  if (rec.message_id.empty() || rec.destination.empty())
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "dead letter needs a message id and a destination");
+  return impl_->run_maintenance([&](impl& self) -> caf::error {
+    auto ins = self.writer.prepare(
+      "INSERT INTO dead_letters (message_id, source_persistence_id, destination, payload, reason,"
+      " recorded_at) VALUES (?, ?, ?, ?, ?, ?)");
+    if (!ins)
+      return ins.error();
+    (*ins)->bind(1, rec.message_id).bind(2, rec.source_persistence_id).bind(3, rec.destination)
+      .bind(4, rec.payload_json).bind(5, rec.reason).bind(6, self.now());
+    return self.writer.run(**ins, "recording dead letter '" + rec.message_id + "'");
+  });
+}
+
+caf::expected<std::vector<dead_letter_record>> sqlite_journal::dead_letters(std::uint64_t after_seq,
+                                                                            std::uint64_t max) {
+  using result = std::vector<dead_letter_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare("SELECT dead_letter_seq, message_id, source_persistence_id, destination,"
+                        " payload, reason, recorded_at FROM dead_letters"
+                        " WHERE dead_letter_seq > ? ORDER BY dead_letter_seq LIMIT ?");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, clamp64(after_seq)).bind(2, clamp64(max));
+    result out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back(dead_letter_record{static_cast<std::uint64_t>(s.int64(0)), s.text(1),
+                                       s.text(2), s.text(3), s.text(4), s.text(5), s.int64(6)});
+    if (rc != SQLITE_DONE)
+      return translate(rc, c.handle(), "reading dead letters");
+    return out;
   });
 }
 
