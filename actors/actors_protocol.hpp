@@ -1,0 +1,119 @@
+// The messages of actors/: who talks to whom. Flow:
+//   facade --command_envelope--> supervisor --delegate--> persistent entity actor
+//   entity --journal::write--> (writer thread) --write_outcome--> entity --reply/nudge-->
+//   outbox dispatcher --command_envelope--> supervisor ... ; entity <--loaded-- reader pool.
+#pragma once
+
+#include "actors/entity_behavior.hpp"
+#include "persistence/journal.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace longhaul::actors {
+
+// -- atoms --------------------------------------------------------------------------
+
+/// entity -> supervisor: "idle since my last message", with the count of commands it got.
+using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
+/// supervisor -> entity: stop now (the supervisor routed nothing since the request).
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+/// entity -> supervisor (request): may I start recovery? (bounded concurrency)
+using permit_atom = caf::atom_constant<caf::atom("permit")>;
+/// entity -> supervisor: recovery finished, release the permit.
+using permit_done_atom = caf::atom_constant<caf::atom("permitdone")>;
+/// facade -> supervisor -> entities (request): finish queued work, then answer.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// entity -> outbox dispatcher: new outbox rows were committed.
+using outbox_nudge_atom = caf::atom_constant<caf::atom("oboxnudge")>;
+/// dispatcher -> itself: poll the outbox.
+using outbox_poll_atom = caf::atom_constant<caf::atom("oboxpoll")>;
+/// facade -> supervisor -> entity (request): close an open incident.
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+/// facade -> supervisor -> entity (request): describe yourself (instance_status).
+using status_atom = caf::atom_constant<caf::atom("status")>;
+/// entity -> itself: backoff over, recover again.
+using recover_atom = caf::atom_constant<caf::atom("recover")>;
+/// reader pool (request): load a snapshot and events.
+using load_atom = caf::atom_constant<caf::atom("load")>;
+/// reader pool: save a snapshot (and optionally delete covered events).
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+
+// -- messages --------------------------------------------------------------------------
+
+/// Answer to a handled command.
+struct command_reply {
+  std::optional<boost::json::value> reply;  ///< what decide() put in reply(), if anything
+  persistence::sequence_nr highest_seq = 0; ///< the instance's highest seq after handling
+  bool duplicate = false;  ///< the message id was already processed: nothing was done
+};
+
+/// Outcome of one journal write, sent by the writer thread's callback to the entity.
+struct write_outcome {
+  std::uint64_t token = 0;  ///< the entity's write counter: stale outcomes are ignored
+  caf::expected<persistence::write_result> result;
+};
+
+/// A chunk of an instance's history, loaded by the reader pool.
+struct load_request {
+  std::string persistence_id;
+  bool with_snapshot = false;            ///< first chunk: also load the newest snapshot
+  persistence::sequence_nr from_seq = 1; ///< events from here (after the snapshot)
+  std::uint64_t max_events = 1000;       ///< flow control: one chunk at a time
+};
+
+/// Answer to load_request.
+struct loaded_chunk {
+  std::optional<persistence::snapshot_record> snapshot;
+  persistence::replay_result events;
+};
+
+/// Snapshot to save through the reader pool (fire and forget; failures are logged).
+struct snapshot_request {
+  persistence::snapshot_record snapshot;
+  bool delete_covered_events = false;
+};
+
+/// What an instance says about itself ("why is order 42 stuck?").
+struct instance_status {
+  std::string persistence_id;
+  std::string mode;             ///< recovering, ready, writing, backoff, incident, failed
+  persistence::sequence_nr highest_seq = 0;
+  std::size_t queued_commands = 0;
+  std::string incident;         ///< error text of the open incident, if any
+  std::string failure;          ///< why recovery failed, if it did
+  std::string state_json;       ///< current state (encode_state), if encodable
+};
+
+/// Settings the actors need (runtime_config maps onto this).
+struct actor_settings {
+  std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};
+  std::size_t max_concurrent_recoveries = 50;
+  std::uint64_t replay_chunk = 1000;
+  std::chrono::milliseconds restart_backoff_min{100};
+  std::chrono::milliseconds restart_backoff_max{30000};
+  std::chrono::milliseconds outbox_poll_interval{1000};
+  std::size_t outbox_max_in_flight = 1000;
+  std::size_t max_id_bytes = 255;
+  /// Reads run inline in the calling actor instead of on the reader pool: for the
+  /// in-memory journal under the deterministic test scheduler.
+  bool inline_reads = false;
+};
+
+}  // namespace longhaul::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::command_envelope)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::command_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::write_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::load_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::loaded_chunk)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::snapshot_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::instance_status)

@@ -1,0 +1,62 @@
+// Journal readers (see header).
+#include "actors/journal_reader_actor.hpp"
+
+#include "persistence/persistence_error.hpp"
+
+#include <caf/actor_pool.hpp>
+#include <caf/event_based_actor.hpp>
+
+namespace longhaul::actors {
+
+namespace {
+
+caf::behavior journal_reader(caf::event_based_actor*,
+                             std::shared_ptr<persistence::journal> journal,
+                             std::shared_ptr<spdlog::logger> log) {
+  return {
+    [journal](load_atom, load_request& req) -> caf::result<loaded_chunk> {
+      loaded_chunk out;
+      auto from = req.from_seq;
+      if (req.with_snapshot) {
+        auto snap = journal->load_snapshot(req.persistence_id, {});
+        if (!snap)
+          return snap.error();
+        out.snapshot = std::move(*snap);
+        if (out.snapshot)
+          from = out.snapshot->seq + 1;
+      }
+      auto events = journal->replay(req.persistence_id, from, persistence::max_sequence_nr,
+                                    req.max_events);
+      if (!events)
+        return events.error();
+      out.events = std::move(*events);
+      return out;
+    },
+    [journal, log](snapshot_atom, snapshot_request& req) {
+      const auto& snap = req.snapshot;
+      if (auto err = journal->save_snapshot(snap)) {
+        log->warn("[{}] snapshot at {} failed: {}", snap.persistence_id, snap.seq,
+                  persistence::describe(err));
+        return;
+      }
+      if (req.delete_covered_events)
+        if (auto err = journal->delete_up_to(snap.persistence_id, snap.seq))
+          log->warn("[{}] deleting events up to {} failed: {}", snap.persistence_id, snap.seq,
+                    persistence::describe(err));
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_journal_readers(caf::actor_system& sys,
+                                 std::shared_ptr<persistence::journal> journal,
+                                 std::shared_ptr<spdlog::logger> log, std::size_t threads) {
+  auto factory = [&sys, journal, log] {
+    return sys.spawn<caf::detached>(journal_reader, journal, log);
+  };
+  return caf::actor_pool::make(sys.dummy_execution_unit(), std::max<std::size_t>(threads, 1),
+                               factory, caf::actor_pool::round_robin());
+}
+
+}  // namespace longhaul::actors

@@ -1,0 +1,236 @@
+// The outbox dispatcher (see header). A row is removed from the outbox only after every
+// receiver answered (stored its effects with the message id, or reported it a duplicate)
+// or the row was dead-lettered (O1). Until then it is redelivered after a crash or a
+// retryable failure, and receivers deduplicate by message id (JOURNAL.md I7).
+#include "actors/outbox_dispatcher_actor.hpp"
+
+#include "actors/actor_error.hpp"
+#include "persistence/persistence_error.hpp"
+
+#include <boost/json.hpp>
+#include <caf/event_based_actor.hpp>
+
+namespace longhaul::actors {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<outbox_dispatcher_state>*;
+
+constexpr auto delivery_timeout = std::chrono::seconds{60};
+
+/// Answers that will never change on redelivery: dead-letter instead of retrying.
+bool is_permanent(const caf::error& err) {
+  switch (actor_code(err)) {
+    case actor_errc::unknown_entity_type:
+    case actor_errc::invalid_id:
+    case actor_errc::unknown_command:
+    case actor_errc::undecodable_command:
+    case actor_errc::rejected:
+    case actor_errc::instance_failed:
+      return true;
+    default:
+      return persistence::is_rejection(err)
+             && persistence::persistence_code(err)
+                  != persistence::persistence_errc::sequence_conflict;
+  }
+}
+
+/// Polls as soon as the mailbox allows (one queued poll serves many nudges).
+void request_poll(self_ptr self) {
+  auto& st = self->state;
+  if (st.poll_queued)
+    return;
+  st.poll_queued = true;
+  self->send(self, outbox_poll_atom::value);
+}
+
+/// The periodic poll: a safety net for retries and missed nudges.
+void arm_tick(self_ptr self) {
+  auto& st = self->state;
+  if (st.tick_armed)
+    return;
+  st.tick_armed = true;
+  self->delayed_send(self, st.ctx->settings.outbox_poll_interval, outbox_tick_atom::value);
+}
+
+void arm_flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.flush_armed)
+    return;
+  st.flush_armed = true;
+  self->send(self, outbox_flush_atom::value);
+}
+
+void dead_letter(self_ptr self, const persistence::outbox_record& row, std::string reason) {
+  auto& st = self->state;
+  ++st.dead_letters;
+  st.ctx->log->warn("[{}] dead letter {} to {}: {}", row.source_persistence_id, row.message_id,
+                    row.destination, reason);
+  persistence::dead_letter_record rec;
+  rec.message_id = row.message_id;
+  rec.source_persistence_id = row.source_persistence_id;
+  rec.destination = row.destination;
+  rec.payload_json = row.payload_json;
+  rec.reason = std::move(reason);
+  if (auto err = st.ctx->journal->record_dead_letter(std::move(rec)))
+    st.ctx->log->error("recording dead letter {} failed: {}", row.message_id,
+                       persistence::describe(err));
+}
+
+void finish(self_ptr self, std::uint64_t seq) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(seq);
+  if (it == st.in_flight.end() || it->second.outstanding > 0)
+    return;
+  if (it->second.retry) {
+    // O1: not removed; delivered again later (receivers drop duplicates).
+    st.retry_from = st.retry_from == 0 ? seq : std::min(st.retry_from, seq);
+    arm_tick(self);
+  } else {
+    st.delivered.push_back(seq);
+    arm_flush(self);
+  }
+  st.in_flight.erase(it);
+  if (st.in_flight.size() < st.ctx->settings.outbox_max_in_flight / 2)
+    request_poll(self);
+}
+
+void deliver(self_ptr self, const persistence::outbox_record& row, command_envelope cmd) {
+  auto& st = self->state;
+  auto sup = caf::actor_cast<caf::actor>(st.supervisor);
+  if (!sup) {
+    st.in_flight[row.outbox_seq].retry = true;
+    return;
+  }
+  ++st.in_flight[row.outbox_seq].outstanding;
+  auto seq = row.outbox_seq;
+  self->request(sup, delivery_timeout, std::move(cmd))
+    .then(
+      [self, seq](command_reply&) {
+        --self->state.in_flight[seq].outstanding;
+        finish(self, seq);
+      },
+      [self, row](caf::error& err) {
+        auto& d = self->state.in_flight[row.outbox_seq];
+        --d.outstanding;
+        if (is_permanent(err))
+          dead_letter(self, row, persistence::describe(err));
+        else
+          d.retry = true;
+        finish(self, row.outbox_seq);
+      });
+}
+
+/// Splits a stored message ({"name":..,"payload":..}) and dispatches it.
+void dispatch(self_ptr self, const persistence::outbox_record& row) {
+  auto& st = self->state;
+  st.in_flight[row.outbox_seq];
+  boost::json::error_code ec;
+  auto doc = boost::json::parse(row.payload_json, ec);
+  if (ec || !doc.is_object() || !doc.as_object().contains("name")
+      || !doc.at("name").is_string()) {
+    dead_letter(self, row, "stored outbox payload is not {name, payload}");
+    finish(self, row.outbox_seq);
+    return;
+  }
+  std::string name{doc.at("name").as_string()};
+  auto payload = doc.as_object().contains("payload") ? doc.at("payload") : boost::json::value{};
+  if (row.destination.rfind("event:", 0) == 0) {
+    auto subs = st.subscriptions.find(name);
+    if (subs == st.subscriptions.end() || subs->second.empty()) {
+      dead_letter(self, row, "no subscriber for event '" + name + "'");
+    } else {
+      for (const auto& sub : subs->second) {
+        auto id = sub.correlate(payload);
+        if (!id) {
+          dead_letter(self, row, "subscriber '" + sub.entity_type
+                                   + "' cannot correlate: " + persistence::describe(id.error()));
+          continue;
+        }
+        command_envelope cmd;
+        cmd.entity_type = sub.entity_type;
+        cmd.entity_id = std::move(*id);
+        cmd.name = name;
+        cmd.payload = payload;
+        cmd.message_id = row.message_id + "@" + sub.entity_type;
+        deliver(self, row, std::move(cmd));
+      }
+    }
+  } else {
+    auto target = split_persistence_id(row.destination);
+    if (!target) {
+      dead_letter(self, row, "destination '" + row.destination + "' is not type/id");
+    } else {
+      command_envelope cmd;
+      cmd.entity_type = std::move(target->first);
+      cmd.entity_id = std::move(target->second);
+      cmd.name = std::move(name);
+      cmd.payload = std::move(payload);
+      cmd.message_id = row.message_id;
+      deliver(self, row, std::move(cmd));
+    }
+  }
+  finish(self, row.outbox_seq);
+}
+
+void poll(self_ptr self) {
+  auto& st = self->state;
+  if (st.retry_from != 0) {
+    st.cursor = std::min(st.cursor, st.retry_from - 1);
+    st.retry_from = 0;
+  }
+  auto room = st.ctx->settings.outbox_max_in_flight;
+  room = room > st.in_flight.size() ? room - st.in_flight.size() : 0;
+  if (room == 0)
+    return;  // flow control: finish() polls again when deliveries complete
+  auto rows = st.ctx->journal->outbox_pending(st.cursor, room);
+  if (!rows) {
+    st.ctx->log->error("reading the outbox failed: {}", persistence::describe(rows.error()));
+    arm_tick(self);
+    return;
+  }
+  for (const auto& row : *rows) {
+    st.cursor = std::max(st.cursor, row.outbox_seq);
+    if (st.in_flight.count(row.outbox_seq) == 0)
+      dispatch(self, row);
+  }
+  arm_tick(self);
+}
+
+}  // namespace
+
+caf::behavior outbox_dispatcher_actor(caf::stateful_actor<outbox_dispatcher_state>* self,
+                                      std::shared_ptr<const entity_context> ctx,
+                                      caf::actor_addr supervisor, subscription_table subs) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.supervisor = std::move(supervisor);
+  st.subscriptions = std::move(subs);
+  request_poll(self);  // rows left from before a crash are delivered first
+  return {
+    [self](outbox_nudge_atom) { request_poll(self); },
+    [self](outbox_poll_atom) {
+      self->state.poll_queued = false;
+      poll(self);
+    },
+    [self](outbox_tick_atom) {
+      self->state.tick_armed = false;
+      poll(self);
+    },
+    [self](outbox_flush_atom) {
+      auto& s = self->state;
+      s.flush_armed = false;
+      if (s.delivered.empty())
+        return;
+      auto seqs = std::move(s.delivered);
+      s.delivered.clear();
+      if (auto err = s.ctx->journal->outbox_delivered(seqs)) {
+        // Kept in the outbox: delivered again later, and dropped by the receivers.
+        s.ctx->log->warn("removing {} delivered outbox rows failed: {}", seqs.size(),
+                         persistence::describe(err));
+      }
+    },
+  };
+}
+
+}  // namespace longhaul::actors

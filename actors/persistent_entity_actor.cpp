@@ -1,0 +1,563 @@
+// The persistent entity actor (see header). Invariant R1 (STYLE.md rule 2): the state
+// changes only after the journal acknowledged the write; while a write is in flight or
+// recovery runs, commands wait in `queue` and are decided in arrival order.
+#include "actors/persistent_entity_actor.hpp"
+
+#include "actors/actor_error.hpp"
+#include "persistence/persistence_error.hpp"
+
+#include <boost/json.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <random>
+
+namespace longhaul::actors {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<entity_actor_state>*;
+using mode = entity_actor_state::mode;
+
+const char* mode_name(mode m) {
+  switch (m) {
+    case mode::recovering: return "recovering";
+    case mode::ready: return "ready";
+    case mode::writing: return "writing";
+    case mode::backoff: return "backoff";
+    case mode::failed: return "failed";
+  }
+  return "unknown";
+}
+
+/// Globally unique message id for outbox rows: the source, a per-process random part
+/// and a counter. Receivers deduplicate by it, so it must never repeat.
+std::string new_message_id(const std::string& pid) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::uint64_t counter = 0;
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx-%llu", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(++counter));
+  return pid + "#" + buf;
+}
+
+/// Key under which failures of "the same command" are counted.
+std::string failure_key(const command_envelope& cmd) {
+  if (!cmd.message_id.empty())
+    return cmd.message_id;
+  return cmd.name + ":" + boost::json::serialize(cmd.payload);
+}
+
+std::string command_json(std::string_view name, const boost::json::value& payload) {
+  boost::json::object o;
+  o["name"] = name;
+  o["payload"] = payload;
+  return boost::json::serialize(o);
+}
+
+/// Delivers to a promise that may be empty (internal writes have no sender).
+template <class T>
+void reply(caf::response_promise& rp, T&& x) {
+  if (rp.pending())
+    rp.deliver(std::forward<T>(x));
+}
+
+bool idle(const entity_actor_state& st) {
+  return st.queue.empty() && !st.in_flight
+         && (st.current == mode::ready || st.current == mode::failed);
+}
+
+void process(self_ptr self);
+void start_recovery(self_ptr self);
+
+void notify_drained(self_ptr self) {
+  auto& st = self->state;
+  if (!idle(st))
+    return;
+  for (auto& rp : st.drain_waiters)
+    reply(rp, caf::unit);
+  st.drain_waiters.clear();
+}
+
+/// Arms the passivation check; it fires `passivate_after` after the last activity at
+/// the earliest and 2x at the latest (one delayed message per instance, not per command).
+void arm_passivation(self_ptr self) {
+  auto& st = self->state;
+  if (st.passivation_armed || st.ctx->settings.passivate_after.count() <= 0)
+    return;
+  st.passivation_armed = true;
+  self->delayed_send(self, st.ctx->settings.passivate_after, passivate_atom::value,
+                     st.activity);
+}
+
+void release_permit(self_ptr self) {
+  auto& st = self->state;
+  if (!st.permit_held)
+    return;
+  st.permit_held = false;
+  if (auto sup = caf::actor_cast<caf::actor>(st.supervisor))
+    self->send(sup, permit_done_atom::value);
+}
+
+/// Recovery failed in a way a retry cannot fix (unknown event, undecodable payload):
+/// the instance refuses commands with the reason; other instances are unaffected.
+void fail_instance(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  st.current = mode::failed;
+  st.failure = persistence::describe(err);
+  st.ctx->log->error("[{}] instance failed: {}", st.pid, st.failure);
+  release_permit(self);
+  process(self);
+}
+
+/// A failed write or a throwing decide: forget the state and rebuild it from the
+/// journal after an exponential backoff. Queued commands stay queued.
+void restart_from_journal(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  ++st.restarts;
+  auto backoff = st.ctx->settings.restart_backoff_min;
+  for (std::uint32_t i = 1; i < st.restarts && backoff < st.ctx->settings.restart_backoff_max; ++i)
+    backoff *= 2;
+  backoff = std::min(backoff, st.ctx->settings.restart_backoff_max);
+  st.current = mode::backoff;
+  st.in_flight.reset();
+  st.ctx->log->warn("[{}] restarting from the journal in {} ms (restart {}): {}", st.pid,
+                    backoff.count(), st.restarts, why);
+  self->delayed_send(self, backoff, recover_atom::value);
+}
+
+/// Applies one stored event during recovery: runtime events here, user events through
+/// the behavior (upcast, decode, apply).
+caf::error apply_recovered(entity_actor_state& st, const persistence::event_record& ev) {
+  if (ev.type == incident_opened_event) {
+    boost::json::error_code ec;
+    auto v = boost::json::parse(ev.payload_json, ec);
+    st.incident = !ec && v.is_object() && v.as_object().contains("error")
+                    ? std::string{v.at("error").as_string()}
+                    : std::string{"incident"};
+    return {};
+  }
+  if (ev.type == incident_resolved_event) {
+    st.incident.clear();
+    return {};
+  }
+  return st.behavior->apply_stored(*st.state, ev);
+}
+
+void on_chunk(self_ptr self, loaded_chunk& chunk) {
+  auto& st = self->state;
+  if (chunk.snapshot) {
+    auto decoded = st.behavior->decode_state(chunk.snapshot->state_json);
+    if (!decoded) {
+      fail_instance(self, make_actor_error(actor_errc::instance_failed,
+                                           "'" + st.pid + "': snapshot at sequence number "
+                                             + std::to_string(chunk.snapshot->seq)
+                                             + " cannot be decoded: "
+                                             + persistence::describe(decoded.error())));
+      return;
+    }
+    st.state = std::move(*decoded);
+    st.highest = chunk.snapshot->seq;
+  }
+  for (const auto& ev : chunk.events.events) {
+    if (auto err = apply_recovered(st, ev)) {
+      fail_instance(self, err);
+      return;
+    }
+    st.highest = ev.seq;
+  }
+  auto journal_highest = chunk.events.highest_seq;
+  if (!chunk.events.events.empty() && st.highest < journal_highest
+      && chunk.events.events.size() >= st.ctx->settings.replay_chunk) {
+    // Flow control: one chunk at a time, so a long history never floods the mailbox.
+    load_request next{st.pid, false, st.highest + 1, st.ctx->settings.replay_chunk};
+    if (st.ctx->settings.inline_reads) {
+      auto r = st.ctx->journal->replay(next.persistence_id, next.from_seq,
+                                       persistence::max_sequence_nr, next.max_events);
+      if (!r) {
+        restart_from_journal(self, persistence::describe(r.error()));
+        return;
+      }
+      loaded_chunk more{std::nullopt, std::move(*r)};
+      on_chunk(self, more);
+      return;
+    }
+    self->request(st.ctx->readers, caf::infinite, load_atom::value, std::move(next))
+      .then([self](loaded_chunk& more) { on_chunk(self, more); },
+            [self](caf::error& err) { restart_from_journal(self, persistence::describe(err)); });
+    return;
+  }
+  // Events 1..n may have been deleted after a snapshot: the journal's highest is the truth.
+  st.highest = std::max(st.highest, journal_highest);
+  st.current = mode::ready;
+  release_permit(self);
+  st.ctx->log->debug("[{}] recovered at sequence number {}", st.pid, st.highest);
+  process(self);
+}
+
+void load_first_chunk(self_ptr self) {
+  auto& st = self->state;
+  load_request req{st.pid, true, 1, st.ctx->settings.replay_chunk};
+  if (st.ctx->settings.inline_reads) {
+    loaded_chunk chunk;
+    auto snap = st.ctx->journal->load_snapshot(st.pid, {});
+    if (!snap) {
+      restart_from_journal(self, persistence::describe(snap.error()));
+      return;
+    }
+    chunk.snapshot = std::move(*snap);
+    auto from = chunk.snapshot ? chunk.snapshot->seq + 1 : 1;
+    auto r = st.ctx->journal->replay(st.pid, from, persistence::max_sequence_nr, req.max_events);
+    if (!r) {
+      restart_from_journal(self, persistence::describe(r.error()));
+      return;
+    }
+    chunk.events = std::move(*r);
+    on_chunk(self, chunk);
+    return;
+  }
+  self->request(st.ctx->readers, caf::infinite, load_atom::value, std::move(req))
+    .then([self](loaded_chunk& chunk) { on_chunk(self, chunk); },
+          [self](caf::error& err) { restart_from_journal(self, persistence::describe(err)); });
+}
+
+void start_recovery(self_ptr self) {
+  auto& st = self->state;
+  st.current = mode::recovering;
+  st.state = st.behavior->initial_state();
+  st.highest = 0;
+  st.events_since_snapshot = 0;
+  st.incident.clear();
+  auto sup = caf::actor_cast<caf::actor>(st.supervisor);
+  if (!sup || st.permit_held) {
+    load_first_chunk(self);
+    return;
+  }
+  // Bounded concurrent recoveries: wait for a permit from the supervisor.
+  self->request(sup, caf::infinite, permit_atom::value)
+    .then([self]() {
+      self->state.permit_held = true;
+      load_first_chunk(self);
+    },
+    [self](caf::error&) { load_first_chunk(self); });
+}
+
+/// Turns a decision into one atomic write (events + timers + outbox + processed id).
+persistence::atomic_write make_write(entity_actor_state& st, const command_envelope& cmd,
+                                     decision_record& d) {
+  persistence::atomic_write w;
+  w.persistence_id = st.pid;
+  w.expected_seq = st.highest + 1;
+  w.events = std::move(d.events);
+  if (!cmd.timer_name.empty())  // a fired timer is removed with its command's effects
+    w.timers_to_cancel.push_back({cmd.timer_name});
+  for (auto& name : d.timers_to_cancel)
+    w.timers_to_cancel.push_back({std::move(name)});
+  for (auto& t : d.timers_to_set)
+    w.timers_to_set.push_back({t.name, t.due_ms, command_json(t.command_name, t.payload)});
+  for (auto& s : d.sends)
+    w.outbox.push_back({new_message_id(st.pid), persistence_id_of(s.entity_type, s.entity_id),
+                        command_json(s.name, s.payload)});
+  for (auto& p : d.publishes)
+    w.outbox.push_back({new_message_id(st.pid), "event:" + p.name, command_json(p.name, p.payload)});
+  if (!cmd.message_id.empty())
+    w.processed_message_id = cmd.message_id;
+  return w;
+}
+
+bool stores_nothing(const persistence::atomic_write& w) {
+  return w.events.empty() && w.timers_to_set.empty() && w.timers_to_cancel.empty()
+         && w.outbox.empty() && !w.processed_message_id;
+}
+
+void send_write(self_ptr self, persistence::atomic_write w) {
+  auto& st = self->state;
+  st.current = mode::writing;
+  auto token = ++st.write_token;
+  // The callback runs on the journal's writer thread: it only enqueues a message (R1).
+  st.ctx->journal->write(std::move(w), [me = caf::actor{self}, token](auto result) {
+    caf::anon_send(me, write_outcome{token, std::move(result)});
+  });
+}
+
+decision_record incident_decision(const command_envelope& cmd, const std::string& error,
+                                  std::uint32_t failures) {
+  boost::json::object o;
+  o["command"] = cmd.name;
+  o["error"] = error;
+  o["failures"] = failures;
+  decision_record d;
+  d.events.push_back({incident_opened_event, 1, boost::json::serialize(o), {incident_tag}});
+  return d;
+}
+
+/// decide() threw: reply, count, and either open an incident or restart from the journal.
+void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std::string what) {
+  auto& st = self->state;
+  auto count = ++st.failures[failure_key(pc.cmd)];
+  auto text = "'" + st.pid + "': decide(" + pc.cmd.name + ") threw: " + what;
+  reply(pc.promise, make_actor_error(actor_errc::decide_threw, text));
+  if (count >= st.behavior->options().max_failures) {
+    st.ctx->log->error("[{}] command {} failed {} times; opening an incident", st.pid,
+                       pc.cmd.name, count);
+    st.failures.erase(failure_key(pc.cmd));
+    st.in_flight = entity_actor_state::pending_command{pc.cmd, caf::response_promise{}};
+    st.in_flight_rejection = caf::error{};
+    st.in_flight_decision = incident_decision(pc.cmd, text, count);
+    st.in_flight_incident = text;
+    command_envelope none;  // the incident event itself consumes no message or timer
+    send_write(self, make_write(st, none, st.in_flight_decision));
+    return;
+  }
+  restart_from_journal(self, text);
+}
+
+void process(self_ptr self) {
+  auto& st = self->state;
+  while (!st.queue.empty()) {
+    if (st.current == mode::failed) {
+      auto pc = std::move(st.queue.front());
+      st.queue.pop_front();
+      reply(pc.promise, make_actor_error(actor_errc::instance_failed, st.failure));
+      continue;
+    }
+    if (st.current != mode::ready)
+      return;
+    auto pc = std::move(st.queue.front());
+    st.queue.pop_front();
+    if (pc.cmd.name == resume_command) {
+      if (st.incident.empty()) {
+        reply(pc.promise, command_reply{std::nullopt, st.highest, false});
+        continue;
+      }
+      decision_record d;
+      d.events.push_back({incident_resolved_event, 1, "{}", {incident_tag}});
+      command_envelope none;
+      auto w = make_write(st, none, d);
+      st.in_flight = std::move(pc);
+      st.in_flight_decision = std::move(d);
+      st.in_flight_incident = std::string{};  // resolved: no open incident once stored
+      send_write(self, std::move(w));
+      return;
+    }
+    if (!st.incident.empty()) {
+      reply(pc.promise, make_actor_error(
+        actor_errc::incident, "'" + st.pid + "' has an open incident (resume it first): "
+                                + st.incident));
+      continue;
+    }
+    caf::expected<decision_record> decided{caf::error{}};
+    try {
+      decided = st.behavior->decide(*st.state, pc.cmd);
+    } catch (const std::exception& e) {
+      on_decide_threw(self, std::move(pc), e.what());
+      return;
+    } catch (...) {
+      on_decide_threw(self, std::move(pc), "unknown exception");
+      return;
+    }
+    if (!decided) {
+      // Rejected: nothing stored, state unchanged. A fired timer is still consumed: its
+      // removal is written, and the rejection is reported once that is stored.
+      if (!pc.cmd.timer_name.empty()) {
+        decision_record empty;
+        auto w = make_write(st, pc.cmd, empty);
+        st.in_flight = std::move(pc);
+        st.in_flight_decision = std::move(empty);
+        st.in_flight_rejection = decided.error();
+        send_write(self, std::move(w));
+        return;
+      }
+      reply(pc.promise, decided.error());
+      continue;
+    }
+    auto w = make_write(st, pc.cmd, *decided);
+    if (stores_nothing(w)) {
+      reply(pc.promise, command_reply{decided->reply, st.highest, false});
+      continue;
+    }
+    st.in_flight = std::move(pc);
+    st.in_flight_decision = std::move(*decided);
+    send_write(self, std::move(w));
+    return;
+  }
+  notify_drained(self);
+  if (idle(st))
+    arm_passivation(self);
+}
+
+void maybe_snapshot(self_ptr self, std::size_t new_events, bool requested) {
+  auto& st = self->state;
+  st.events_since_snapshot += new_events;
+  auto every = st.behavior->options().snapshot_every;
+  if (!requested && (every == 0 || st.events_since_snapshot < every))
+    return;
+  auto json = st.behavior->encode_state(*st.state);
+  if (!json) {
+    st.ctx->log->warn("[{}] snapshot skipped: {}", st.pid, persistence::describe(json.error()));
+    return;
+  }
+  st.events_since_snapshot = 0;
+  snapshot_request req{{st.pid, st.highest, std::move(*json), 0},
+                       st.behavior->options().delete_events_on_snapshot};
+  if (st.ctx->settings.inline_reads) {
+    if (auto err = st.ctx->journal->save_snapshot(req.snapshot))
+      st.ctx->log->warn("[{}] snapshot failed: {}", st.pid, persistence::describe(err));
+    else if (req.delete_covered_events)
+      (void) st.ctx->journal->delete_up_to(st.pid, req.snapshot.seq);
+    return;
+  }
+  self->send(st.ctx->readers, snapshot_atom::value, std::move(req));
+}
+
+void on_write_outcome(self_ptr self, write_outcome& out) {
+  auto& st = self->state;
+  if (out.token != st.write_token || st.current != mode::writing || !st.in_flight)
+    return;  // a stale outcome from before a restart
+  auto pc = std::move(*st.in_flight);
+  st.in_flight.reset();
+  auto d = std::move(st.in_flight_decision);
+  st.in_flight_decision = decision_record{};
+  if (!out.result) {
+    st.in_flight_rejection = caf::error{};
+    st.in_flight_incident.reset();
+  }
+  if (out.result) {
+    // R1: the journal stored the write; only now does the state change.
+    auto stored = out.result->highest_seq - st.highest;
+    st.highest = out.result->highest_seq;
+    if (d.apply)
+      d.apply(*st.state);
+    if (st.in_flight_incident)
+      st.incident = std::exchange(st.in_flight_incident, std::nullopt).value();
+    st.restarts = 0;
+    st.failures.erase(failure_key(pc.cmd));
+    st.current = mode::ready;
+    if (auto rejection = std::exchange(st.in_flight_rejection, caf::error{}))
+      reply(pc.promise, std::move(rejection));
+    else
+      reply(pc.promise, command_reply{d.reply, st.highest, false});
+    if ((!d.sends.empty() || !d.publishes.empty()) && st.outbox)
+      self->send(st.outbox, outbox_nudge_atom::value);
+    if (stored > 0 || d.snapshot_requested)
+      maybe_snapshot(self, stored, d.snapshot_requested);
+    process(self);
+    return;
+  }
+  const auto& err = out.result.error();
+  if (persistence::persistence_code(err) == persistence::persistence_errc::duplicate_message) {
+    // Exactly-once: this message was handled before; acknowledge without effects.
+    st.current = mode::ready;
+    reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+    process(self);
+    return;
+  }
+  reply(pc.promise, err);
+  if (persistence::is_rejection(err)) {
+    // Definitely not stored: keep running with the state unchanged.
+    st.ctx->log->warn("[{}] write rejected: {}", st.pid, persistence::describe(err));
+    st.current = mode::ready;
+    process(self);
+    return;
+  }
+  // Failed: the outcome is unknown; only the journal can tell, so recover from it.
+  restart_from_journal(self, "write failed: " + persistence::describe(err));
+}
+
+instance_status status_of(const entity_actor_state& st) {
+  instance_status s;
+  s.persistence_id = st.pid;
+  s.mode = st.incident.empty() ? mode_name(st.current) : "incident";
+  s.highest_seq = st.highest;
+  s.queued_commands = st.queue.size() + (st.in_flight ? 1 : 0);
+  s.incident = st.incident;
+  s.failure = st.failure;
+  if (st.state && st.current != mode::recovering)
+    if (auto json = st.behavior->encode_state(*st.state))
+      s.state_json = std::move(*json);
+  return s;
+}
+
+}  // namespace
+
+caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* self,
+                                      std::shared_ptr<const entity_context> ctx,
+                                      std::shared_ptr<const entity_behavior> behavior,
+                                      std::string pid, caf::actor_addr supervisor,
+                                      caf::actor outbox) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.behavior = std::move(behavior);
+  st.pid = std::move(pid);
+  st.supervisor = std::move(supervisor);
+  st.outbox = std::move(outbox);
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    // Shutting down: answer everything still queued, then quit.
+    auto& s = self->state;
+    auto err = make_actor_error(actor_errc::stopping, "'" + s.pid + "' stopped");
+    for (auto& pc : s.queue)
+      reply(pc.promise, err);
+    s.queue.clear();
+    self->quit(msg.reason);
+  });
+  start_recovery(self);
+  return {
+    [self](command_envelope& cmd) -> caf::result<command_reply> {
+      auto& s = self->state;
+      ++s.received;
+      ++s.activity;
+      auto rp = self->make_response_promise();
+      s.queue.push_back({std::move(cmd), rp});
+      process(self);
+      return rp;
+    },
+    [self](write_outcome& out) {
+      ++self->state.activity;
+      on_write_outcome(self, out);
+    },
+    [self](recover_atom) { start_recovery(self); },
+    [self](passivate_atom, std::uint64_t activity_then) {
+      auto& s = self->state;
+      s.passivation_armed = false;
+      if (!idle(s))
+        return;
+      if (activity_then != s.activity) {
+        arm_passivation(self);
+        return;
+      }
+      if (auto sup = caf::actor_cast<caf::actor>(s.supervisor))
+        self->send(sup, passivate_atom::value, s.pid, s.received);
+    },
+    [self](stop_atom) {
+      // The supervisor routed nothing since our passivation request: we are idle.
+      self->state.ctx->log->debug("[{}] passivated", self->state.pid);
+      self->quit();
+    },
+    [self](drain_atom) -> caf::result<caf::unit_t> {
+      auto& s = self->state;
+      if (idle(s))
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      s.drain_waiters.push_back(rp);
+      return rp;
+    },
+    [self](status_atom) -> instance_status { return status_of(self->state); },
+  };
+}
+
+std::string persistence_id_of(std::string_view type, std::string_view id) {
+  std::string out;
+  out.reserve(type.size() + 1 + id.size());
+  out.append(type).append("/").append(id);
+  return out;
+}
+
+std::optional<std::pair<std::string, std::string>> split_persistence_id(std::string_view pid) {
+  auto slash = pid.find('/');
+  if (slash == std::string_view::npos)
+    return std::nullopt;
+  return std::pair<std::string, std::string>{std::string{pid.substr(0, slash)},
+                                             std::string{pid.substr(slash + 1)}};
+}
+
+}  // namespace longhaul::actors

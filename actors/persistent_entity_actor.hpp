@@ -1,0 +1,77 @@
+// The persistent entity actor: one per live instance. Recovers from snapshot + events,
+// then for each command in arrival order: decide -> journal (await) -> apply -> reply.
+#pragma once
+
+#include "actors/entity_behavior.hpp"
+#include "actors/entity_context.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace longhaul::actors {
+
+/// State of one persistent entity actor. Only its own actor touches it.
+struct entity_actor_state {
+  static inline const char* name = "longhaul.entity";
+
+  enum class mode { recovering, ready, writing, backoff, failed };
+
+  struct pending_command {
+    command_envelope cmd;
+    caf::response_promise promise;
+  };
+
+  std::shared_ptr<const entity_context> ctx;
+  std::shared_ptr<const entity_behavior> behavior;
+  caf::actor_addr supervisor;  ///< weak: no reference cycle with the supervisor
+  caf::actor outbox;           ///< nudged after writes that queued outbox rows
+  std::string pid;
+
+  mode current = mode::recovering;
+  std::unique_ptr<entity_state> state;
+  persistence::sequence_nr highest = 0;
+  std::uint64_t events_since_snapshot = 0;
+  std::deque<pending_command> queue;  ///< commands not yet decided, in arrival order
+  std::optional<pending_command> in_flight;
+  decision_record in_flight_decision;
+  caf::error in_flight_rejection;  ///< reported instead of a reply once stored (timers)
+  /// The incident text the in-flight write opens ("" = it resolves the incident).
+  std::optional<std::string> in_flight_incident;
+  std::uint64_t write_token = 0;
+  std::string incident;     ///< open incident text; empty when none
+  std::string failure;      ///< why recovery failed; empty when it did not
+  std::uint64_t received = 0;  ///< commands received (compared by the supervisor)
+  std::uint64_t activity = 0;  ///< bumps on every message, for passivation
+  bool passivation_armed = false;
+  bool permit_held = false;
+  std::uint32_t restarts = 0;  ///< consecutive restarts, for exponential backoff
+  std::unordered_map<std::string, std::uint32_t> failures;  ///< per command key
+  std::vector<caf::response_promise> drain_waiters;
+};
+
+/// Spawn function of the persistent entity actor. `supervisor` receives passivation
+/// requests and hands out recovery permits; `outbox` may be invalid.
+caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* self,
+                                      std::shared_ptr<const entity_context> ctx,
+                                      std::shared_ptr<const entity_behavior> behavior,
+                                      std::string pid, caf::actor_addr supervisor,
+                                      caf::actor outbox);
+
+/// Stored event names the runtime itself writes into an instance's stream.
+inline constexpr const char* incident_opened_event = "longhaul.incident_opened";
+inline constexpr const char* incident_resolved_event = "longhaul.incident_resolved";
+/// Tag carried by incident events, so `journal::read_all(.., tag)` lists them.
+inline constexpr const char* incident_tag = "longhaul.incident";
+/// Command name of a resume request (internal).
+inline constexpr const char* resume_command = "longhaul.resume";
+
+}  // namespace longhaul::actors

@@ -1,0 +1,175 @@
+// The supervisor (see header). Passivation handshake: an idle entity reports how many
+// commands it received; the supervisor stops it only if it routed exactly that many, so
+// no command is ever sent to an activation that is about to stop (S1).
+#include "actors/supervisor_actor.hpp"
+
+#include "actors/actor_error.hpp"
+#include "actors/persistent_entity_actor.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+namespace longhaul::actors {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<supervisor_state>*;
+
+/// Checks the address of a command; returns an error (nothing stored) or nothing.
+caf::error check_address(const supervisor_state& st, const command_envelope& cmd) {
+  if (st.types.find(cmd.entity_type) == st.types.end())
+    return make_actor_error(actor_errc::unknown_entity_type,
+                            "no entity type '" + cmd.entity_type + "' is registered");
+  if (cmd.entity_id.empty())
+    return make_actor_error(actor_errc::invalid_id,
+                            "empty id for entity type '" + cmd.entity_type + "'");
+  if (cmd.entity_id.size() > st.ctx->settings.max_id_bytes)
+    return make_actor_error(actor_errc::invalid_id,
+                            "id of " + std::to_string(cmd.entity_id.size())
+                              + " bytes for entity type '" + cmd.entity_type + "' (limit "
+                              + std::to_string(st.ctx->settings.max_id_bytes) + ")");
+  return {};
+}
+
+supervisor_state::entry& activation(self_ptr self, const std::string& type,
+                                    const std::string& pid) {
+  auto& st = self->state;
+  auto it = st.instances.find(pid);
+  if (it != st.instances.end())
+    return it->second;
+  auto child = self->spawn(persistent_entity_actor, st.ctx, st.types.at(type), pid,
+                           caf::actor_addr{self->address()}, st.outbox);
+  self->monitor(child);
+  ++st.activations;
+  return st.instances.emplace(pid, supervisor_state::entry{child, 0}).first->second;
+}
+
+void grant_permits(self_ptr self) {
+  auto& st = self->state;
+  while (!st.waiting_for_permit.empty()
+         && st.recoveries < st.ctx->settings.max_concurrent_recoveries) {
+    ++st.recoveries;
+    st.waiting_for_permit.front().deliver(caf::unit);
+    st.waiting_for_permit.pop_front();
+  }
+}
+
+}  // namespace
+
+caf::behavior supervisor_actor(
+  caf::stateful_actor<supervisor_state>* self, std::shared_ptr<const entity_context> ctx,
+  std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types) {
+  self->state.ctx = std::move(ctx);
+  self->state.types = std::move(types);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto it = st.instances.begin(); it != st.instances.end(); ++it) {
+      if (it->second.actor.address() == msg.source) {
+        // An activation died without a passivation handshake (a bug or a crash in user
+        // code outside decide): forget it; the next command starts a fresh recovery.
+        st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
+                           persistence::describe(msg.reason));
+        st.instances.erase(it);
+        return;
+      }
+    }
+  });
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    for (auto& [pid, e] : st.instances)
+      self->send_exit(e.actor, msg.reason);
+    st.instances.clear();
+    for (auto& rp : st.waiting_for_permit)
+      rp.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
+    st.waiting_for_permit.clear();
+    self->quit(msg.reason);
+  });
+  return {
+    [self](command_envelope& cmd) -> caf::result<command_reply> {
+      auto& st = self->state;
+      if (auto err = check_address(st, cmd))
+        return err;
+      auto pid = persistence_id_of(cmd.entity_type, cmd.entity_id);
+      auto& e = activation(self, cmd.entity_type, pid);
+      ++e.routed;
+      auto rp = self->make_response_promise();
+      rp.delegate(e.actor, std::move(cmd));
+      return rp;
+    },
+    [self](set_outbox_atom, caf::actor& outbox) { self->state.outbox = std::move(outbox); },
+    [self](passivate_atom, const std::string& pid, std::uint64_t received) {
+      auto& st = self->state;
+      auto it = st.instances.find(pid);
+      if (it == st.instances.end() || it->second.actor.address() != self->current_sender())
+        return;
+      if (it->second.routed != received)
+        return;  // S1: a command is on its way; the entity will ask again when idle
+      self->demonitor(it->second.actor);
+      self->send(it->second.actor, stop_atom::value);
+      st.instances.erase(it);
+      ++st.passivations;
+    },
+    [self](permit_atom) -> caf::result<caf::unit_t> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      st.waiting_for_permit.push_back(rp);
+      grant_permits(self);
+      return rp;
+    },
+    [self](permit_done_atom) {
+      auto& st = self->state;
+      if (st.recoveries > 0)
+        --st.recoveries;
+      grant_permits(self);
+    },
+    [self](drain_atom) -> caf::result<caf::unit_t> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      if (st.instances.empty()) {
+        rp.deliver(caf::unit);
+        return rp;
+      }
+      auto pending = std::make_shared<std::size_t>(st.instances.size());
+      for (auto& [pid, e] : st.instances) {
+        self->request(e.actor, caf::infinite, drain_atom::value)
+          .then([rp, pending]() mutable {
+            if (--*pending == 0)
+              rp.deliver(caf::unit);
+          },
+          [rp, pending](caf::error&) mutable {
+            if (--*pending == 0)
+              rp.deliver(caf::unit);
+          });
+      }
+      return rp;
+    },
+    [self](resume_atom, const std::string& type, const std::string& id)
+      -> caf::result<command_reply> {
+      command_envelope cmd;
+      cmd.entity_type = type;
+      cmd.entity_id = id;
+      cmd.name = resume_command;
+      if (auto err = check_address(self->state, cmd))
+        return err;
+      auto& e = activation(self, type, persistence_id_of(type, id));
+      ++e.routed;
+      auto rp = self->make_response_promise();
+      rp.delegate(e.actor, std::move(cmd));
+      return rp;
+    },
+    [self](status_atom, const std::string& type, const std::string& id)
+      -> caf::result<instance_status> {
+      command_envelope probe;
+      probe.entity_type = type;
+      probe.entity_id = id;
+      if (auto err = check_address(self->state, probe))
+        return err;
+      auto& e = activation(self, type, persistence_id_of(type, id));
+      auto rp = self->make_response_promise();
+      rp.delegate(e.actor, status_atom::value);
+      return rp;
+    },
+    [self](count_atom) -> std::uint64_t { return self->state.instances.size(); },
+  };
+}
+
+}  // namespace longhaul::actors

@@ -1,0 +1,360 @@
+// The embedding facade (see runtime.hpp): builds the journal, the actor system and the
+// actors (readers, supervisor, outbox dispatcher) and drives them from plain threads.
+#include "runtime/runtime.hpp"
+
+#include "actors/journal_reader_actor.hpp"
+#include "actors/persistent_entity_actor.hpp"
+#include "actors/supervisor_actor.hpp"
+#include "persistence/memory_journal.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace longhaul {
+
+namespace {
+
+persistence::time_ms system_now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+caf::error not_running() {
+  return actors::make_actor_error(actors::actor_errc::not_started,
+                                  "the runtime is not running (call start())");
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
+  static std::atomic<int> counter{0};
+  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto log = std::make_shared<spdlog::logger>("longhaul-" + std::to_string(++counter), sink);
+  log->set_level(spdlog::level::from_str(level));
+  log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ longhaul %v");
+  return log;
+}
+
+}  // namespace
+
+struct runtime::impl {
+  runtime_config cfg;
+  std::unordered_map<std::string, std::shared_ptr<const actors::entity_behavior>> types;
+  std::vector<std::string> registration_errors;
+  actors::subscription_table subscriptions;
+
+  std::shared_ptr<persistence::journal> journal;
+  persistence::sqlite_journal* sqlite = nullptr;  // same object as journal, if SQLite
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::shared_ptr<actors::entity_context> ctx;
+  caf::actor supervisor;
+  caf::actor readers;
+  caf::actor dispatcher;
+  std::atomic<bool> running{false};
+  std::mutex lifecycle;
+
+  caf::scheduler::test_coordinator& coordinator() {
+    return dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+
+  void run_pending() {
+    if (cfg.deterministic && sys)
+      coordinator().run();
+  }
+
+  caf::error check_address(const actors::command_envelope& env) const {
+    if (types.find(env.entity_type) == types.end())
+      return actors::make_actor_error(actors::actor_errc::unknown_entity_type,
+                                      "no entity type '" + env.entity_type + "' is registered");
+    if (env.entity_id.empty() || env.entity_id.size() > cfg.max_id_bytes)
+      return actors::make_actor_error(
+        actors::actor_errc::invalid_id,
+        "id of " + std::to_string(env.entity_id.size()) + " bytes for entity type '"
+          + env.entity_type + "' (must be 1.." + std::to_string(cfg.max_id_bytes) + ")");
+    return {};
+  }
+
+  /// Sends `msg` to the supervisor from a scoped actor and waits for the answer of
+  /// type T. In deterministic mode, runs the scheduler instead of blocking.
+  template <class T, class... Ts>
+  caf::expected<T> request(std::chrono::milliseconds timeout, Ts&&... xs) {
+    caf::scoped_actor self{*sys};
+    caf::expected<T> result{caf::error{}};
+    auto handle = self->request(supervisor, timeout, std::forward<Ts>(xs)...);
+    if (cfg.deterministic) {
+      run_pending();
+      if (self->mailbox().empty())
+        return actors::make_actor_error(
+          actors::actor_errc::timeout,
+          "no reply after running all pending work (deterministic mode: advance time?)");
+    }
+    auto on_error = [&](caf::error& err) {
+                     if (err == caf::sec::request_timeout)
+                       result = actors::make_actor_error(
+                         actors::actor_errc::timeout,
+                         "no reply within " + std::to_string(timeout.count())
+                           + " ms; the command may still be handled");
+                     else
+                       result = std::move(err);
+    };
+    if constexpr (std::is_same_v<T, caf::unit_t>)
+      handle.receive([&]() { result = caf::unit; }, on_error);
+    else
+      handle.receive([&](T& x) { result = std::move(x); }, on_error);
+    return result;
+  }
+};
+
+runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>()) {
+  impl_->cfg = std::move(cfg);
+}
+
+runtime::~runtime() { stop(); }
+
+void runtime::add_behavior(std::shared_ptr<actors::entity_behavior> b) {
+  const auto& name = b->type_name();
+  if (name.empty() || name.find('/') != std::string::npos)
+    impl_->registration_errors.push_back("entity type name '" + name
+                                         + "' must be non-empty and contain no '/'");
+  else if (!impl_->types.emplace(name, std::move(b)).second)
+    impl_->registration_errors.push_back("entity type '" + name + "' is registered twice");
+}
+
+void runtime::add_subscription(std::string event_name, actors::subscription sub) {
+  impl_->subscriptions[std::move(event_name)].push_back(std::move(sub));
+}
+
+std::uint64_t runtime::default_snapshot_every() const noexcept {
+  return impl_->cfg.snapshot_every;
+}
+
+caf::error runtime::start() {
+  std::lock_guard guard{impl_->lifecycle};
+  auto& d = *impl_;
+  if (d.running)
+    return {};
+  auto invalid = [](std::string text) {
+    return persistence::make_persistence_error(persistence::persistence_errc::invalid_argument,
+                                               std::move(text));
+  };
+  if (!d.registration_errors.empty())
+    return invalid(d.registration_errors.front());
+  for (const auto& [event, subs] : d.subscriptions)
+    for (const auto& sub : subs) {
+      auto it = d.types.find(sub.entity_type);
+      if (it == d.types.end())
+        return invalid("subscription to '" + event + "' names unknown entity type '"
+                       + sub.entity_type + "'");
+      if (!it->second->accepts(event))
+        return invalid("entity type '" + sub.entity_type + "' subscribes to '" + event
+                       + "' but its command variant has no such event");
+    }
+  auto clock = d.cfg.clock ? d.cfg.clock : std::function<persistence::time_ms()>{system_now_ms};
+  // Storage.
+  if (d.cfg.storage == storage_kind::memory) {
+    persistence::memory_journal_config mc;
+    mc.clock = clock;
+    mc.limits.max_id_bytes = std::max<std::size_t>(d.cfg.max_id_bytes + 64, 512);
+    d.journal = std::make_shared<persistence::memory_journal>(mc);
+    d.sqlite = nullptr;
+  } else {
+    persistence::sqlite_journal_config sc;
+    sc.path = d.cfg.database_path;
+    sc.sync = d.cfg.sync;
+    sc.cache_mb = d.cfg.cache_mb;
+    sc.clock = clock;
+    sc.limits.max_id_bytes = std::max<std::size_t>(d.cfg.max_id_bytes + 64, 512);
+    auto j = persistence::sqlite_journal::open(sc);
+    if (!j)
+      return j.error();
+    d.sqlite = j->get();
+    d.journal = std::shared_ptr<persistence::journal>{std::move(*j)};
+  }
+  // Actor system.
+  d.sys_cfg = std::make_unique<caf::actor_system_config>();
+  if (d.cfg.deterministic) {
+    d.sys_cfg->set("scheduler.policy", caf::atom("testing"));
+  } else {
+    auto threads = d.cfg.worker_threads != 0 ? d.cfg.worker_threads
+                                             : std::max(2u, std::thread::hardware_concurrency());
+    d.sys_cfg->set("scheduler.max-threads", threads);
+  }
+  d.sys = std::make_unique<caf::actor_system>(*d.sys_cfg);
+  auto ctx = std::make_shared<actors::entity_context>();
+  ctx->journal = d.journal;
+  ctx->log = make_logger(d.cfg.log_level);
+  ctx->now = clock;
+  auto& s = ctx->settings;
+  s.passivate_after = d.cfg.passivate_after;
+  s.max_concurrent_recoveries = std::max<std::size_t>(1, d.cfg.max_concurrent_recoveries);
+  s.max_id_bytes = d.cfg.max_id_bytes;
+  s.inline_reads = d.cfg.deterministic;
+  if (!s.inline_reads)
+    ctx->readers = actors::spawn_journal_readers(*d.sys, d.journal, ctx->log, d.cfg.reader_threads);
+  d.readers = ctx->readers;
+  d.ctx = ctx;
+  d.supervisor = d.sys->spawn(actors::supervisor_actor,
+                              std::shared_ptr<const actors::entity_context>{ctx}, d.types);
+  if (d.cfg.deterministic)
+    d.dispatcher = d.sys->spawn(actors::outbox_dispatcher_actor,
+                                std::shared_ptr<const actors::entity_context>{ctx},
+                                d.supervisor.address(), d.subscriptions);
+  else
+    d.dispatcher = d.sys->spawn<caf::detached>(actors::outbox_dispatcher_actor,
+                                               std::shared_ptr<const actors::entity_context>{ctx},
+                                               d.supervisor.address(), d.subscriptions);
+  caf::anon_send(d.supervisor, actors::set_outbox_atom::value, d.dispatcher);
+  d.run_pending();
+  d.running = true;
+  ctx->log->info("started: {} entity types, storage {}", d.types.size(),
+                 d.cfg.storage == storage_kind::memory ? "memory" : d.cfg.database_path);
+  return {};
+}
+
+void runtime::stop() {
+  std::lock_guard guard{impl_->lifecycle};
+  auto& d = *impl_;
+  if (!d.sys)
+    return;
+  d.running = false;
+  // 1. Drain: every instance finishes its queue and in-flight write (bounded).
+  auto drained = d.request<caf::unit_t>(d.cfg.stop_timeout, actors::drain_atom::value);
+  if (!drained)
+    d.ctx->log->warn("stop: draining did not finish: {}", persistence::describe(drained.error()));
+  // 2. Stop the actors; the supervisor stops the instances.
+  caf::anon_send_exit(d.dispatcher, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
+  if (d.readers)
+    caf::anon_send_exit(d.readers, caf::exit_reason::user_shutdown);
+  d.run_pending();
+  d.dispatcher = nullptr;
+  d.supervisor = nullptr;
+  d.readers = nullptr;
+  d.ctx->readers = nullptr;
+  if (!d.cfg.deterministic)
+    d.sys->await_all_actors_done();
+  // 3. Every queued journal write is acknowledged before the actor system goes away, so
+  //    no writer-thread callback can reach a destroyed system.
+  if (d.sqlite != nullptr)
+    d.sqlite->close();
+  else if (d.journal)
+    d.journal->flush();
+  d.run_pending();
+  d.ctx->log->info("stopped");
+  d.sys.reset();
+  d.sys_cfg.reset();
+  d.ctx.reset();
+  d.sqlite = nullptr;
+  d.journal.reset();
+}
+
+bool runtime::running() const noexcept { return impl_->running; }
+
+caf::error runtime::send_envelope(actors::command_envelope env) {
+  if (!impl_->running)
+    return not_running();
+  if (auto err = impl_->check_address(env))
+    return err;
+  caf::anon_send(impl_->supervisor, std::move(env));
+  impl_->run_pending();
+  return {};
+}
+
+caf::expected<actors::command_reply>
+runtime::ask_envelope(actors::command_envelope env, std::optional<std::chrono::milliseconds> timeout) {
+  if (!impl_->running)
+    return not_running();
+  if (auto err = impl_->check_address(env))
+    return err;
+  return impl_->request<actors::command_reply>(timeout.value_or(impl_->cfg.ask_timeout),
+                                               std::move(env));
+}
+
+caf::expected<actors::instance_status> runtime::status(std::string_view type, std::string_view id) {
+  if (!impl_->running)
+    return not_running();
+  actors::command_envelope probe;
+  probe.entity_type = std::string{type};
+  probe.entity_id = std::string{id};
+  if (auto err = impl_->check_address(probe))
+    return err;
+  return impl_->request<actors::instance_status>(impl_->cfg.ask_timeout, actors::status_atom::value,
+                                                 probe.entity_type, probe.entity_id);
+}
+
+caf::error runtime::resume(std::string_view type, std::string_view id) {
+  if (!impl_->running)
+    return not_running();
+  auto r = impl_->request<actors::command_reply>(impl_->cfg.ask_timeout, actors::resume_atom::value,
+                                                 std::string{type}, std::string{id});
+  return r ? caf::error{} : r.error();
+}
+
+caf::expected<std::vector<incident_info>> runtime::incidents() {
+  if (!impl_->journal)
+    return not_running();
+  std::map<std::string, incident_info> open;
+  std::uint64_t after = 0;
+  for (;;) {
+    auto page = impl_->journal->read_all(after, 1000, std::string{actors::incident_tag});
+    if (!page)
+      return page.error();
+    for (const auto& ev : *page) {
+      if (ev.type == actors::incident_opened_event) {
+        incident_info info{ev.persistence_id, "", ev.written_at_ms};
+        boost::json::error_code ec;
+        auto v = boost::json::parse(ev.payload_json, ec);
+        if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string())
+          info.error = std::string{v.at("error").as_string()};
+        open[ev.persistence_id] = std::move(info);
+      } else if (ev.type == actors::incident_resolved_event) {
+        open.erase(ev.persistence_id);
+      }
+      after = ev.position;
+    }
+    if (page->size() < 1000)
+      break;
+  }
+  std::vector<incident_info> out;
+  for (auto& [pid, info] : open)
+    out.push_back(std::move(info));
+  return out;
+}
+
+caf::expected<std::uint64_t> runtime::live_instances() {
+  if (!impl_->running)
+    return not_running();
+  return impl_->request<std::uint64_t>(impl_->cfg.ask_timeout, actors::count_atom::value);
+}
+
+persistence::journal& runtime::journal() { return *impl_->journal; }
+
+caf::actor_system& runtime::system() { return *impl_->sys; }
+
+caf::actor runtime::supervisor() const { return impl_->supervisor; }
+
+persistence::time_ms runtime::now() const {
+  return impl_->cfg.clock ? impl_->cfg.clock() : system_now_ms();
+}
+
+const runtime_config& runtime::config() const noexcept { return impl_->cfg; }
+
+void runtime::run_pending() { impl_->run_pending(); }
+
+void runtime::advance_time(std::chrono::milliseconds d) {
+  if (!impl_->cfg.deterministic || !impl_->sys)
+    return;
+  auto& sched = impl_->coordinator();
+  sched.run();
+  sched.advance_time(std::chrono::duration_cast<caf::timespan>(d));
+  sched.run();
+}
+
+}  // namespace longhaul

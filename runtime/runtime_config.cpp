@@ -1,0 +1,91 @@
+// Parsing runtime options from text (see runtime_config.hpp).
+#include "runtime/runtime_config.hpp"
+
+#include "persistence/persistence_error.hpp"
+
+#include <charconv>
+
+namespace longhaul {
+
+namespace {
+
+caf::error bad(std::string_view key, std::string_view value, std::string_view expected) {
+  return persistence::make_persistence_error(
+    persistence::persistence_errc::invalid_argument,
+    "option '" + std::string{key} + "': '" + std::string{value} + "' is not " + std::string{expected});
+}
+
+template <class T>
+caf::error parse_number(std::string_view key, std::string_view value, T& out) {
+  T tmp{};
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), tmp);
+  if (ec != std::errc{} || end != value.data() + value.size())
+    return bad(key, value, "a non-negative whole number");
+  out = tmp;
+  return {};
+}
+
+caf::error parse_ms(std::string_view key, std::string_view value, std::chrono::milliseconds& out) {
+  std::uint64_t n = 0;
+  if (auto err = parse_number(key, value, n))
+    return err;
+  out = std::chrono::milliseconds{static_cast<std::int64_t>(n)};
+  return {};
+}
+
+}  // namespace
+
+caf::error set_option(runtime_config& cfg, std::string_view key, std::string_view value) {
+  if (key == "storage") {
+    if (value == "sqlite")
+      cfg.storage = storage_kind::sqlite;
+    else if (value == "memory")
+      cfg.storage = storage_kind::memory;
+    else
+      return bad(key, value, "sqlite or memory");
+    return {};
+  }
+  if (key == "database_path") {
+    if (value.empty())
+      return bad(key, value, "a file path");
+    cfg.database_path = std::string{value};
+    return {};
+  }
+  if (key == "sync") {
+    auto mode = persistence::parse_sync_mode(value);
+    if (!mode)
+      return bad(key, value, "full, normal or off");
+    cfg.sync = *mode;
+    return {};
+  }
+  if (key == "log_level") {
+    for (auto level : {"trace", "debug", "info", "warn", "error", "off"})
+      if (value == level) {
+        cfg.log_level = std::string{value};
+        return {};
+      }
+    return bad(key, value, "trace, debug, info, warn, error or off");
+  }
+  if (key == "cache_mb")
+    return parse_number(key, value, cfg.cache_mb);
+  if (key == "snapshot_every")
+    return parse_number(key, value, cfg.snapshot_every);
+  if (key == "max_concurrent_recoveries")
+    return parse_number(key, value, cfg.max_concurrent_recoveries);
+  if (key == "worker_threads")
+    return parse_number(key, value, cfg.worker_threads);
+  if (key == "reader_threads")
+    return parse_number(key, value, cfg.reader_threads);
+  if (key == "max_id_bytes")
+    return parse_number(key, value, cfg.max_id_bytes);
+  if (key == "passivate_after_ms")
+    return parse_ms(key, value, cfg.passivate_after);
+  if (key == "ask_timeout_ms")
+    return parse_ms(key, value, cfg.ask_timeout);
+  if (key == "stop_timeout_ms")
+    return parse_ms(key, value, cfg.stop_timeout);
+  return persistence::make_persistence_error(persistence::persistence_errc::invalid_argument,
+                                             "unknown option '" + std::string{key} + "'");
+}
+
+}  // namespace longhaul

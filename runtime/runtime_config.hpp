@@ -1,0 +1,49 @@
+// Configuration of an embedded longhaul runtime: storage, durability, activation limits,
+// threads and logging. Parsed from text (e.g. command-line or env) with clear errors.
+#pragma once
+
+#include "persistence/sqlite_journal.hpp"
+
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace longhaul {
+
+/// Where events are stored.
+enum class storage_kind {
+  sqlite,  ///< a SQLite file at `database_path` (default)
+  memory,  ///< in memory: nothing survives the process (tests, demos)
+};
+
+/// Everything a runtime is built from. Defaults suit a service.
+struct runtime_config {
+  storage_kind storage = storage_kind::sqlite;
+  std::string database_path = "longhaul.db";
+  persistence::sync_mode sync = persistence::sync_mode::full;
+  std::size_t cache_mb = 64;                           ///< SQLite page cache
+  std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};  ///< 0 = never
+  std::uint64_t snapshot_every = 0;   ///< default for types that do not set their own
+  std::size_t max_concurrent_recoveries = 50;
+  std::size_t worker_threads = 0;     ///< CAF scheduler threads; 0 = number of cores
+  std::size_t reader_threads = 2;     ///< detached journal readers (recovery, snapshots)
+  std::string log_level = "info";     ///< trace, debug, info, warn, error, off
+  std::chrono::milliseconds ask_timeout{30000};        ///< default for ask()
+  std::chrono::milliseconds stop_timeout{10000};       ///< bound on draining in stop()
+  std::size_t max_id_bytes = 255;
+  /// Deterministic mode for tests: CAF's test scheduler, in-memory storage or SQLite,
+  /// time advanced by the test (runtime/testkit.hpp). Not for production.
+  bool deterministic = false;
+  /// Clock for timestamps and timers (Unix ms); empty = system clock.
+  std::function<persistence::time_ms()> clock;
+};
+
+/// Sets one option from text: `key` is the field name (e.g. "sync", "passivate_after_ms",
+/// "database_path"); fails with invalid_argument naming the key and the expected form.
+[[nodiscard]] caf::error set_option(runtime_config& cfg, std::string_view key,
+                                    std::string_view value);
+
+}  // namespace longhaul
