@@ -44,4 +44,20 @@ actor_errc actor_code(const caf::error& err) noexcept {
   return static_cast<actor_errc>(err.code());
 }
 
+bool is_permanent(const caf::error& err) noexcept {
+  switch (actor_code(err)) {
+    case actor_errc::unknown_entity_type:
+    case actor_errc::invalid_id:
+    case actor_errc::unknown_command:
+    case actor_errc::undecodable_command:
+    case actor_errc::rejected:
+    case actor_errc::instance_failed:
+      return true;
+    default:
+      return persistence::is_rejection(err)
+             && persistence::persistence_code(err)
+                  != persistence::persistence_errc::sequence_conflict;
+  }
+}
+
 }  // namespace longhaul::actors

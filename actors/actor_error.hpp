@@ -39,4 +39,9 @@ inline constexpr caf::atom_value actor_category = caf::atom("lh_actor");
 /// The actor code of `err`, or `ok` if `err` is empty or of another category.
 [[nodiscard]] actor_errc actor_code(const caf::error& err) noexcept;
 
+/// True if delivering the same message again can only give the same answer (unknown
+/// type, bad id, unknown or undecodable command, domain rejection, failed instance, or a
+/// persistence rejection other than a sequence conflict): dead-letter it, don't retry.
+[[nodiscard]] bool is_permanent(const caf::error& err) noexcept;
+
 }  // namespace longhaul::actors

@@ -42,6 +42,11 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 /// entity -> itself: backoff over, recover again.
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
+/// facade -> scheduler: fire what is due now (virtual clock) / (request) earliest due.
+using fire_atom = caf::atom_constant<caf::atom("fire")>;
+using next_due_atom = caf::atom_constant<caf::atom("nextdue")>;
+/// scheduler -> itself: wake up for the earliest due timer (real clocks).
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
 /// reader pool (request): load a snapshot and events.
 using load_atom = caf::atom_constant<caf::atom("load")>;
 /// reader pool: save a snapshot (and optionally delete covered events).
@@ -74,6 +79,15 @@ struct load_request {
 struct loaded_chunk {
   std::optional<persistence::snapshot_record> snapshot;
   persistence::replay_result events;
+  std::vector<persistence::timer_record> timers;  ///< first chunk: the instance's timers
+};
+
+/// entity -> scheduler after a stored write that changed the instance's timers.
+struct timer_change {
+  std::string persistence_id;
+  bool cancelled_all = false;
+  std::vector<std::string> cancelled;
+  std::vector<persistence::timer_set> set;
 };
 
 /// Snapshot to save through the reader pool (fire and forget; failures are logged).
@@ -103,6 +117,10 @@ struct actor_settings {
   std::chrono::milliseconds outbox_poll_interval{1000};
   std::size_t outbox_max_in_flight = 1000;
   std::size_t max_id_bytes = 255;
+  std::size_t timer_window = 10000;      ///< timers the scheduler keeps in memory
+  std::chrono::milliseconds timer_horizon{std::chrono::hours{1}};  ///< window span (clock time)
+  std::size_t timers_max_in_flight = 1000;
+  std::chrono::milliseconds timer_retry{1000};  ///< retry after a retryable failure
   /// Reads run inline in the calling actor instead of on the reader pool: for the
   /// in-memory journal under the deterministic test scheduler.
   bool inline_reads = false;
@@ -117,3 +135,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::load_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::loaded_chunk)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::snapshot_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::instance_status)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::timer_change)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<longhaul::persistence::time_ms>)

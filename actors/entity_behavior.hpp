@@ -31,6 +31,9 @@ struct command_envelope {
   /// Timer that delivered this command (empty otherwise); its removal is stored with the
   /// resulting events.
   std::string timer_name;
+  /// Due time of that timer: a firing whose timer was replaced or cancelled meanwhile is
+  /// stale and ignored.
+  persistence::time_ms timer_due_ms = 0;
 };
 
 /// Erased per-instance state; the concrete type belongs to runtime/.
@@ -57,6 +60,9 @@ struct published_event {
 struct timer_request {
   std::string name;
   persistence::time_ms due_ms = 0;
+  /// When >= 0, the timer is due this many ms after the decision is stored (runtime
+  /// clock) and `due_ms` is ignored.
+  std::int64_t delay_ms = -1;
   std::string command_name;
   boost::json::value payload;
 };
@@ -72,6 +78,7 @@ struct decision_record {
   std::vector<timer_request> timers_to_set;
   std::vector<std::string> timers_to_cancel;
   bool snapshot_requested = false;
+  bool finished = false;  ///< the instance is done: all its timers are removed
 };
 
 /// Per-entity-type settings.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "actors/actors_protocol.hpp"
+#include "actors/clock.hpp"
 #include "persistence/journal.hpp"
 
 #include <caf/actor.hpp>
@@ -19,7 +20,7 @@ struct entity_context {
   caf::actor readers;        ///< pool of detached journal readers (unused if inline_reads)
   actor_settings settings;
   std::shared_ptr<spdlog::logger> log;            ///< never null
-  std::function<persistence::time_ms()> now;      ///< the runtime's clock, never empty
+  std::shared_ptr<const clock> time;              ///< the runtime's clock, never null
 };
 
 }  // namespace longhaul::actors

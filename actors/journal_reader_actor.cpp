@@ -24,6 +24,10 @@ caf::behavior journal_reader(caf::event_based_actor*,
         out.snapshot = std::move(*snap);
         if (out.snapshot)
           from = out.snapshot->seq + 1;
+        auto timers = journal->timers_of(req.persistence_id);
+        if (!timers)
+          return timers.error();
+        out.timers = std::move(*timers);
       }
       auto events = journal->replay(req.persistence_id, from, persistence::max_sequence_nr,
                                     req.max_events);

@@ -18,23 +18,6 @@ using self_ptr = caf::stateful_actor<outbox_dispatcher_state>*;
 
 constexpr auto delivery_timeout = std::chrono::seconds{60};
 
-/// Answers that will never change on redelivery: dead-letter instead of retrying.
-bool is_permanent(const caf::error& err) {
-  switch (actor_code(err)) {
-    case actor_errc::unknown_entity_type:
-    case actor_errc::invalid_id:
-    case actor_errc::unknown_command:
-    case actor_errc::undecodable_command:
-    case actor_errc::rejected:
-    case actor_errc::instance_failed:
-      return true;
-    default:
-      return persistence::is_rejection(err)
-             && persistence::persistence_code(err)
-                  != persistence::persistence_errc::sequence_conflict;
-  }
-}
-
 /// Polls as soon as the mailbox allows (one queued poll serves many nudges).
 void request_poll(self_ptr self) {
   auto& st = self->state;

@@ -146,6 +146,8 @@ caf::error apply_recovered(entity_actor_state& st, const persistence::event_reco
 
 void on_chunk(self_ptr self, loaded_chunk& chunk) {
   auto& st = self->state;
+  for (const auto& t : chunk.timers)
+    st.timers[t.name] = t.due_ms;
   if (chunk.snapshot) {
     auto decoded = st.behavior->decode_state(chunk.snapshot->state_json);
     if (!decoded) {
@@ -178,7 +180,7 @@ void on_chunk(self_ptr self, loaded_chunk& chunk) {
         restart_from_journal(self, persistence::describe(r.error()));
         return;
       }
-      loaded_chunk more{std::nullopt, std::move(*r)};
+      loaded_chunk more{std::nullopt, std::move(*r), {}};
       on_chunk(self, more);
       return;
     }
@@ -213,6 +215,12 @@ void load_first_chunk(self_ptr self) {
       return;
     }
     chunk.events = std::move(*r);
+    auto timers = st.ctx->journal->timers_of(st.pid);
+    if (!timers) {
+      restart_from_journal(self, persistence::describe(timers.error()));
+      return;
+    }
+    chunk.timers = std::move(*timers);
     on_chunk(self, chunk);
     return;
   }
@@ -228,6 +236,7 @@ void start_recovery(self_ptr self) {
   st.highest = 0;
   st.events_since_snapshot = 0;
   st.incident.clear();
+  st.timers.clear();
   auto sup = caf::actor_cast<caf::actor>(st.supervisor);
   if (!sup || st.permit_held) {
     load_first_chunk(self);
@@ -243,18 +252,35 @@ void start_recovery(self_ptr self) {
 }
 
 /// Turns a decision into one atomic write (events + timers + outbox + processed id).
-persistence::atomic_write make_write(entity_actor_state& st, const command_envelope& cmd,
-                                     decision_record& d) {
+/// Bad timers (empty name, due before the epoch, a command this type cannot take) are
+/// refused here, when the decision is stored, not when the timer fires.
+caf::expected<persistence::atomic_write>
+make_write(entity_actor_state& st, const command_envelope& cmd, decision_record& d) {
   persistence::atomic_write w;
   w.persistence_id = st.pid;
   w.expected_seq = st.highest + 1;
   w.events = std::move(d.events);
+  w.cancel_all_timers = d.finished;
   if (!cmd.timer_name.empty())  // a fired timer is removed with its command's effects
     w.timers_to_cancel.push_back({cmd.timer_name});
   for (auto& name : d.timers_to_cancel)
     w.timers_to_cancel.push_back({std::move(name)});
-  for (auto& t : d.timers_to_set)
+  for (auto& t : d.timers_to_set) {
+    if (t.delay_ms >= 0)
+      t.due_ms = st.ctx->time->now() + t.delay_ms;
+    if (t.name.empty())
+      return make_actor_error(actor_errc::rejected,
+                              "'" + st.pid + "': a timer needs a name");
+    if (t.due_ms < 0)
+      return make_actor_error(actor_errc::rejected,
+                              "'" + st.pid + "': timer '" + t.name + "' is due before the epoch");
+    if (!st.behavior->accepts(t.command_name))
+      return make_actor_error(actor_errc::rejected,
+                              "'" + st.pid + "': timer '" + t.name + "' would deliver '"
+                                + t.command_name + "', which entity type '"
+                                + st.behavior->type_name() + "' does not accept");
     w.timers_to_set.push_back({t.name, t.due_ms, command_json(t.command_name, t.payload)});
+  }
   for (auto& s : d.sends)
     w.outbox.push_back({new_message_id(st.pid), persistence_id_of(s.entity_type, s.entity_id),
                         command_json(s.name, s.payload)});
@@ -265,14 +291,29 @@ persistence::atomic_write make_write(entity_actor_state& st, const command_envel
   return w;
 }
 
+/// What the scheduler must learn from a write about to be stored.
+timer_change timer_change_of(const persistence::atomic_write& w) {
+  timer_change tc;
+  tc.persistence_id = w.persistence_id;
+  tc.cancelled_all = w.cancel_all_timers;
+  for (const auto& c : w.timers_to_cancel)
+    tc.cancelled.push_back(c.name);
+  tc.set = w.timers_to_set;
+  return tc;
+}
+
 bool stores_nothing(const persistence::atomic_write& w) {
   return w.events.empty() && w.timers_to_set.empty() && w.timers_to_cancel.empty()
-         && w.outbox.empty() && !w.processed_message_id;
+         && w.outbox.empty() && !w.processed_message_id && !w.cancel_all_timers;
 }
 
 void send_write(self_ptr self, persistence::atomic_write w) {
   auto& st = self->state;
   st.current = mode::writing;
+  if (!w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers)
+    st.in_flight_timers = timer_change_of(w);
+  else
+    st.in_flight_timers.reset();
   auto token = ++st.write_token;
   // The callback runs on the journal's writer thread: it only enqueues a message (R1).
   st.ctx->journal->write(std::move(w), [me = caf::actor{self}, token](auto result) {
@@ -306,7 +347,7 @@ void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std:
     st.in_flight_decision = incident_decision(pc.cmd, text, count);
     st.in_flight_incident = text;
     command_envelope none;  // the incident event itself consumes no message or timer
-    send_write(self, make_write(st, none, st.in_flight_decision));
+    send_write(self, std::move(*make_write(st, none, st.in_flight_decision)));
     return;
   }
   restart_from_journal(self, text);
@@ -333,12 +374,20 @@ void process(self_ptr self) {
       decision_record d;
       d.events.push_back({incident_resolved_event, 1, "{}", {incident_tag}});
       command_envelope none;
-      auto w = make_write(st, none, d);
+      auto w = std::move(*make_write(st, none, d));
       st.in_flight = std::move(pc);
       st.in_flight_decision = std::move(d);
       st.in_flight_incident = std::string{};  // resolved: no open incident once stored
       send_write(self, std::move(w));
       return;
+    }
+    if (!pc.cmd.timer_name.empty()) {
+      auto t = st.timers.find(pc.cmd.timer_name);
+      if (t == st.timers.end() || t->second != pc.cmd.timer_due_ms) {
+        // S3: replaced, cancelled or already handled: this firing is stale.
+        reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+        continue;
+      }
     }
     if (!st.incident.empty()) {
       reply(pc.promise, make_actor_error(
@@ -361,7 +410,7 @@ void process(self_ptr self) {
       // removal is written, and the rejection is reported once that is stored.
       if (!pc.cmd.timer_name.empty()) {
         decision_record empty;
-        auto w = make_write(st, pc.cmd, empty);
+        auto w = std::move(*make_write(st, pc.cmd, empty));
         st.in_flight = std::move(pc);
         st.in_flight_decision = std::move(empty);
         st.in_flight_rejection = decided.error();
@@ -371,7 +420,12 @@ void process(self_ptr self) {
       reply(pc.promise, decided.error());
       continue;
     }
-    auto w = make_write(st, pc.cmd, *decided);
+    auto written = make_write(st, pc.cmd, *decided);
+    if (!written) {
+      reply(pc.promise, written.error());
+      continue;
+    }
+    auto w = std::move(*written);
     if (stores_nothing(w)) {
       reply(pc.promise, command_reply{decided->reply, st.highest, false});
       continue;
@@ -421,6 +475,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
   if (!out.result) {
     st.in_flight_rejection = caf::error{};
     st.in_flight_incident.reset();
+    st.in_flight_timers.reset();
   }
   if (out.result) {
     // R1: the journal stored the write; only now does the state change.
@@ -430,6 +485,18 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
       d.apply(*st.state);
     if (st.in_flight_incident)
       st.incident = std::exchange(st.in_flight_incident, std::nullopt).value();
+    if (st.in_flight_timers) {
+      auto tc = std::move(*st.in_flight_timers);
+      st.in_flight_timers.reset();
+      if (tc.cancelled_all)
+        st.timers.clear();
+      for (const auto& name : tc.cancelled)
+        st.timers.erase(name);
+      for (const auto& t : tc.set)
+        st.timers[t.name] = t.due_ms;
+      if (st.scheduler)
+        self->send(st.scheduler, std::move(tc));
+    }
     st.restarts = 0;
     st.failures.erase(failure_key(pc.cmd));
     st.current = mode::ready;
@@ -484,13 +551,14 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
                                       std::shared_ptr<const entity_context> ctx,
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
-                                      caf::actor outbox) {
+                                      caf::actor outbox, caf::actor scheduler) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.behavior = std::move(behavior);
   st.pid = std::move(pid);
   st.supervisor = std::move(supervisor);
   st.outbox = std::move(outbox);
+  st.scheduler = std::move(scheduler);
   self->set_exit_handler([self](caf::exit_msg& msg) {
     // Shutting down: answer everything still queued, then quit.
     auto& s = self->state;

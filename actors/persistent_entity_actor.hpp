@@ -12,6 +12,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,10 +35,14 @@ struct entity_actor_state {
   std::shared_ptr<const entity_behavior> behavior;
   caf::actor_addr supervisor;  ///< weak: no reference cycle with the supervisor
   caf::actor outbox;           ///< nudged after writes that queued outbox rows
+  caf::actor scheduler;        ///< told about timer changes after each stored write
   std::string pid;
 
   mode current = mode::recovering;
   std::unique_ptr<entity_state> state;
+  /// The instance's stored timers (name -> due): loaded at recovery, kept current after
+  /// each write; a firing whose due time is not here is stale (scheduler S3).
+  std::map<std::string, persistence::time_ms> timers;
   persistence::sequence_nr highest = 0;
   std::uint64_t events_since_snapshot = 0;
   std::deque<pending_command> queue;  ///< commands not yet decided, in arrival order
@@ -46,6 +51,7 @@ struct entity_actor_state {
   caf::error in_flight_rejection;  ///< reported instead of a reply once stored (timers)
   /// The incident text the in-flight write opens ("" = it resolves the incident).
   std::optional<std::string> in_flight_incident;
+  std::optional<timer_change> in_flight_timers;  ///< reported to the scheduler once stored
   std::uint64_t write_token = 0;
   std::string incident;     ///< open incident text; empty when none
   std::string failure;      ///< why recovery failed; empty when it did not
@@ -59,12 +65,12 @@ struct entity_actor_state {
 };
 
 /// Spawn function of the persistent entity actor. `supervisor` receives passivation
-/// requests and hands out recovery permits; `outbox` may be invalid.
+/// requests and hands out recovery permits; `outbox` and `scheduler` may be invalid.
 caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* self,
                                       std::shared_ptr<const entity_context> ctx,
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
-                                      caf::actor outbox);
+                                      caf::actor outbox, caf::actor scheduler);
 
 /// Stored event names the runtime itself writes into an instance's stream.
 inline constexpr const char* incident_opened_event = "longhaul.incident_opened";

@@ -37,7 +37,7 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
   if (it != st.instances.end())
     return it->second;
   auto child = self->spawn(persistent_entity_actor, st.ctx, st.types.at(type), pid,
-                           caf::actor_addr{self->address()}, st.outbox);
+                           caf::actor_addr{self->address()}, st.outbox, st.scheduler);
   self->monitor(child);
   ++st.activations;
   return st.instances.emplace(pid, supervisor_state::entry{child, 0}).first->second;
@@ -95,7 +95,10 @@ caf::behavior supervisor_actor(
       rp.delegate(e.actor, std::move(cmd));
       return rp;
     },
-    [self](set_outbox_atom, caf::actor& outbox) { self->state.outbox = std::move(outbox); },
+    [self](set_outbox_atom, caf::actor& outbox, caf::actor& scheduler) {
+      self->state.outbox = std::move(outbox);
+      self->state.scheduler = std::move(scheduler);
+    },
     [self](passivate_atom, const std::string& pid, std::uint64_t received) {
       auto& st = self->state;
       auto it = st.instances.find(pid);

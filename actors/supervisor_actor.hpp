@@ -32,6 +32,7 @@ struct supervisor_state {
   std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types;
   std::unordered_map<std::string, entry> instances;  ///< live activations by persistence id
   caf::actor outbox;
+  caf::actor scheduler;
   std::size_t recoveries = 0;  ///< permits handed out
   std::deque<caf::response_promise> waiting_for_permit;
   std::uint64_t activations = 0;
@@ -43,7 +44,7 @@ caf::behavior supervisor_actor(
   caf::stateful_actor<supervisor_state>* self, std::shared_ptr<const entity_context> ctx,
   std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types);
 
-/// supervisor (request): set the outbox dispatcher that new instances nudge.
+/// supervisor: set the outbox dispatcher and the scheduler that new instances talk to.
 using set_outbox_atom = caf::atom_constant<caf::atom("setobox")>;
 /// supervisor (request): number of live instances (for tests and benchmarks).
 using count_atom = caf::atom_constant<caf::atom("count")>;

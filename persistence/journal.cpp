@@ -56,7 +56,7 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
     return make_persistence_error(persistence_errc::invalid_argument,
                                   "expected sequence number must be >= 1");
   if (w.events.empty() && w.timers_to_set.empty() && w.timers_to_cancel.empty()
-      && w.outbox.empty() && !w.processed_message_id)
+      && w.outbox.empty() && !w.processed_message_id && !w.cancel_all_timers)
     return make_persistence_error(persistence_errc::invalid_argument,
                                   "write for '" + w.persistence_id + "' stores nothing");
   for (std::size_t i = 0; i < w.events.size(); ++i) {

@@ -103,6 +103,8 @@ struct atomic_write {
   sequence_nr expected_seq = 1;  ///< highest stored sequence number + 1
   std::vector<new_event> events;
   std::vector<timer_set> timers_to_set;
+  /// Removes every timer of this persistence id (a finished instance); applied first.
+  bool cancel_all_timers = false;
   std::vector<timer_cancel> timers_to_cancel;  ///< applied before timers_to_set
   std::vector<outbox_message> outbox;
   /// Id of the incoming message this write handles; a second write with the same id for

@@ -567,7 +567,7 @@ struct sqlite_journal::impl {
     bool has_tags = std::any_of(w.events.begin(), w.events.end(),
                                 [](const new_event& e) { return !e.tags.empty(); });
     bool multi = stream->stream_id == 0 || w.events.size() != 1 || has_tags
-                 || !w.timers_to_set.empty() || !w.timers_to_cancel.empty()
+                 || !w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers
                  || !w.outbox.empty() || w.processed_message_id.has_value();
     if (multi)
       if (auto err = writer.exec("SAVEPOINT w"))
@@ -671,6 +671,14 @@ struct sqlite_journal::impl {
         }
         ++seq;
       }
+    }
+    if (w.cancel_all_timers) {
+      auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ?");
+      if (!del)
+        return fail(del.error());
+      (*del)->bind(1, w.persistence_id);
+      if (step(**del, "cancelling all timers", persistence_errc::internal, "timer", batch_err))
+        return stopped();
     }
     if (!w.timers_to_cancel.empty()) {
       auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ? AND name = ?");

@@ -115,8 +115,24 @@ public:
   /// `cmd` is delivered to this instance.
   template <command_type C>
   decision& set_timer(std::string name, time_ms due_ms, const C& cmd) {
-    record_.timers_to_set.push_back(
-      {std::move(name), due_ms, std::string{C::command_name}, boost::json::value_from(cmd)});
+    record_.timers_to_set.push_back({std::move(name), due_ms, -1, std::string{C::command_name},
+                                     boost::json::value_from(cmd)});
+    return *this;
+  }
+
+  /// Sets (or replaces) the durable timer `name` due `delay` after this decision is
+  /// stored (runtime clock). Works for any span: minutes, 7 days, a year.
+  template <command_type C>
+  decision& set_timer_after(std::string name, std::chrono::milliseconds delay, const C& cmd) {
+    actors::timer_request t{std::move(name), 0, std::max<std::int64_t>(0, delay.count()),
+                            std::string{C::command_name}, boost::json::value_from(cmd)};
+    record_.timers_to_set.push_back(std::move(t));
+    return *this;
+  }
+
+  /// The instance is done: every timer it has is removed with this decision.
+  decision& finish() {
+    record_.finished = true;
     return *this;
   }
 

@@ -4,6 +4,7 @@
 
 #include "actors/journal_reader_actor.hpp"
 #include "actors/persistent_entity_actor.hpp"
+#include "actors/scheduler_actor.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "persistence/memory_journal.hpp"
 
@@ -21,11 +22,6 @@
 namespace longhaul {
 
 namespace {
-
-persistence::time_ms system_now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 caf::error not_running() {
   return actors::make_actor_error(actors::actor_errc::not_started,
@@ -57,6 +53,7 @@ struct runtime::impl {
   caf::actor supervisor;
   caf::actor readers;
   caf::actor dispatcher;
+  caf::actor scheduler;
   std::atomic<bool> running{false};
   std::mutex lifecycle;
 
@@ -85,9 +82,15 @@ struct runtime::impl {
   /// type T. In deterministic mode, runs the scheduler instead of blocking.
   template <class T, class... Ts>
   caf::expected<T> request(std::chrono::milliseconds timeout, Ts&&... xs) {
+    return request_from<T>(supervisor, timeout, std::forward<Ts>(xs)...);
+  }
+
+  template <class T, class... Ts>
+  caf::expected<T> request_from(const caf::actor& dest, std::chrono::milliseconds timeout,
+                                Ts&&... xs) {
     caf::scoped_actor self{*sys};
     caf::expected<T> result{caf::error{}};
-    auto handle = self->request(supervisor, timeout, std::forward<Ts>(xs)...);
+    auto handle = self->request(dest, timeout, std::forward<Ts>(xs)...);
     if (cfg.deterministic) {
       run_pending();
       if (self->mailbox().empty())
@@ -114,6 +117,12 @@ struct runtime::impl {
 
 runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->cfg = std::move(cfg);
+  if (!impl_->cfg.clock) {
+    if (impl_->cfg.deterministic)
+      impl_->cfg.clock = std::make_shared<actors::virtual_clock>();
+    else
+      impl_->cfg.clock = std::make_shared<actors::real_clock>();
+  }
 }
 
 runtime::~runtime() { stop(); }
@@ -156,9 +165,13 @@ caf::error runtime::start() {
         return invalid("entity type '" + sub.entity_type + "' subscribes to '" + event
                        + "' but its command variant has no such event");
     }
-  auto clock = d.cfg.clock ? d.cfg.clock : std::function<persistence::time_ms()>{system_now_ms};
+  auto time = d.cfg.clock;
+  std::function<persistence::time_ms()> clock = [time] { return time->now(); };
   // Storage.
-  if (d.cfg.storage == storage_kind::memory) {
+  if (d.cfg.journal_override) {
+    d.journal = d.cfg.journal_override;
+    d.sqlite = nullptr;
+  } else if (d.cfg.storage == storage_kind::memory) {
     persistence::memory_journal_config mc;
     mc.clock = clock;
     mc.limits.max_id_bytes = std::max<std::size_t>(d.cfg.max_id_bytes + 64, 512);
@@ -190,11 +203,12 @@ caf::error runtime::start() {
   auto ctx = std::make_shared<actors::entity_context>();
   ctx->journal = d.journal;
   ctx->log = make_logger(d.cfg.log_level);
-  ctx->now = clock;
+  ctx->time = time;
   auto& s = ctx->settings;
   s.passivate_after = d.cfg.passivate_after;
   s.max_concurrent_recoveries = std::max<std::size_t>(1, d.cfg.max_concurrent_recoveries);
   s.max_id_bytes = d.cfg.max_id_bytes;
+  s.timer_window = std::max<std::size_t>(1, d.cfg.timer_window);
   s.inline_reads = d.cfg.deterministic;
   if (!s.inline_reads)
     ctx->readers = actors::spawn_journal_readers(*d.sys, d.journal, ctx->log, d.cfg.reader_threads);
@@ -210,7 +224,15 @@ caf::error runtime::start() {
     d.dispatcher = d.sys->spawn<caf::detached>(actors::outbox_dispatcher_actor,
                                                std::shared_ptr<const actors::entity_context>{ctx},
                                                d.supervisor.address(), d.subscriptions);
-  caf::anon_send(d.supervisor, actors::set_outbox_atom::value, d.dispatcher);
+  auto sup_addr = d.supervisor.address();
+  if (d.cfg.deterministic)
+    d.scheduler = d.sys->spawn(actors::scheduler_actor,
+                               std::shared_ptr<const actors::entity_context>{ctx}, sup_addr);
+  else
+    d.scheduler = d.sys->spawn<caf::detached>(actors::scheduler_actor,
+                                              std::shared_ptr<const actors::entity_context>{ctx},
+                                              sup_addr);
+  caf::anon_send(d.supervisor, actors::set_outbox_atom::value, d.dispatcher, d.scheduler);
   d.run_pending();
   d.running = true;
   ctx->log->info("started: {} entity types, storage {}", d.types.size(),
@@ -229,12 +251,14 @@ void runtime::stop() {
   if (!drained)
     d.ctx->log->warn("stop: draining did not finish: {}", persistence::describe(drained.error()));
   // 2. Stop the actors; the supervisor stops the instances.
+  caf::anon_send_exit(d.scheduler, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(d.dispatcher, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   if (d.readers)
     caf::anon_send_exit(d.readers, caf::exit_reason::user_shutdown);
   d.run_pending();
   d.dispatcher = nullptr;
+  d.scheduler = nullptr;
   d.supervisor = nullptr;
   d.readers = nullptr;
   d.ctx->readers = nullptr;
@@ -340,21 +364,56 @@ caf::actor_system& runtime::system() { return *impl_->sys; }
 
 caf::actor runtime::supervisor() const { return impl_->supervisor; }
 
-persistence::time_ms runtime::now() const {
-  return impl_->cfg.clock ? impl_->cfg.clock() : system_now_ms();
-}
+persistence::time_ms runtime::now() const { return impl_->cfg.clock->now(); }
+
+caf::actor runtime::scheduler() const { return impl_->scheduler; }
 
 const runtime_config& runtime::config() const noexcept { return impl_->cfg; }
 
 void runtime::run_pending() { impl_->run_pending(); }
 
 void runtime::advance_time(std::chrono::milliseconds d) {
-  if (!impl_->cfg.deterministic || !impl_->sys)
+  auto& st = *impl_;
+  auto vc = std::dynamic_pointer_cast<actors::virtual_clock>(st.cfg.clock);
+  if (!st.sys || d.count() < 0)
     return;
-  auto& sched = impl_->coordinator();
+  if (!st.cfg.deterministic) {
+    // Real scheduler with a virtual clock: move time and let the scheduler catch up.
+    if (vc) {
+      vc->advance(d);
+      caf::anon_send(st.scheduler, actors::fire_atom::value);
+    }
+    return;
+  }
+  auto& sched = st.coordinator();
+  auto target = st.cfg.clock->now() + d.count();
+  // Moves both clocks to `t` and runs everything that becomes due.
+  auto step_to = [&](persistence::time_ms t) {
+    auto delta = t - st.cfg.clock->now();
+    if (vc)
+      vc->set(t);
+    sched.run();
+    if (delta > 0)
+      sched.advance_time(std::chrono::duration_cast<caf::timespan>(std::chrono::milliseconds{delta}));
+    sched.run();
+    caf::anon_send(st.scheduler, actors::fire_atom::value);
+    sched.run();
+  };
   sched.run();
-  sched.advance_time(std::chrono::duration_cast<caf::timespan>(d));
-  sched.run();
+  // Step from one due timer to the next so that timers set by fired timers fire in
+  // order within the same advance.
+  std::optional<persistence::time_ms> last;
+  for (;;) {
+    auto next = st.request_from<std::optional<persistence::time_ms>>(
+      st.scheduler, st.cfg.ask_timeout, actors::next_due_atom::value);
+    if (!next || !*next || **next > target)
+      break;
+    if (last && **next <= *last && **next <= st.cfg.clock->now())
+      break;  // nothing fired at this time (e.g. a timer waiting for a retry): move on
+    last = **next;
+    step_to(std::max(**next, st.cfg.clock->now()));
+  }
+  step_to(target);
 }
 
 }  // namespace longhaul

@@ -157,8 +157,11 @@ public:
   /// The supervisor: request(supervisor(), timeout, envelope(...)) from inside actors.
   [[nodiscard]] caf::actor supervisor() const;
 
-  /// The runtime clock (Unix ms).
+  /// The runtime clock's current time (Unix ms).
   [[nodiscard]] persistence::time_ms now() const;
+
+  /// The scheduler actor (durable timers).
+  [[nodiscard]] caf::actor scheduler() const;
 
   /// The configuration this runtime was built from.
   [[nodiscard]] const runtime_config& config() const noexcept;
@@ -166,8 +169,10 @@ public:
   /// Deterministic mode only: runs every pending actor job on this thread.
   void run_pending();
 
-  /// Deterministic mode only: advances CAF's test clock by `d`, firing due delayed
-  /// messages (passivation, backoff, polls) and running the work they cause.
+  /// Virtual clock: moves time forward by `d`. In deterministic mode it steps from one
+  /// due timer to the next, firing each in due order and running all the work it causes
+  /// (so a chain of timers over 30 days runs in order, in milliseconds), together with
+  /// CAF's test clock (passivation, backoff, polls).
   void advance_time(std::chrono::milliseconds d);
 
   struct impl;

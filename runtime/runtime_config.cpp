@@ -66,6 +66,30 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
       }
     return bad(key, value, "trace, debug, info, warn, error or off");
   }
+  if (key == "clock") {
+    if (value == "real") {
+      cfg.clock = std::make_shared<actors::real_clock>();
+      return {};
+    }
+    if (value == "virtual") {
+      cfg.clock = std::make_shared<actors::virtual_clock>();
+      return {};
+    }
+    constexpr std::string_view prefix = "accelerated:";
+    if (value.substr(0, prefix.size()) == prefix) {
+      std::uint64_t factor = 0;
+      auto rest = value.substr(prefix.size());
+      auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), factor);
+      if (ec == std::errc{} && end == rest.data() + rest.size() && factor > 0) {
+        cfg.clock = std::make_shared<actors::accelerated_clock>(static_cast<double>(factor),
+                                                                actors::real_clock{}.now());
+        return {};
+      }
+    }
+    return bad(key, value, "real, virtual or accelerated:<factor> (factor >= 1)");
+  }
+  if (key == "timer_window")
+    return parse_number(key, value, cfg.timer_window);
   if (key == "cache_mb")
     return parse_number(key, value, cfg.cache_mb);
   if (key == "snapshot_every")

@@ -2,6 +2,7 @@
 // threads and logging. Parsed from text (e.g. command-line or env) with clear errors.
 #pragma once
 
+#include "actors/clock.hpp"
 #include "persistence/sqlite_journal.hpp"
 
 #include <caf/expected.hpp>
@@ -37,12 +38,19 @@ struct runtime_config {
   /// Deterministic mode for tests: CAF's test scheduler, in-memory storage or SQLite,
   /// time advanced by the test (runtime/testkit.hpp). Not for production.
   bool deterministic = false;
-  /// Clock for timestamps and timers (Unix ms); empty = system clock.
-  std::function<persistence::time_ms()> clock;
+  /// Clock for timestamps and timers: real (default), virtual (default in deterministic
+  /// mode; runtime::advance_time moves it) or accelerated (demos).
+  std::shared_ptr<actors::clock> clock;
+  std::size_t timer_window = 10000;   ///< timers the scheduler keeps in memory
+  /// Tests: use this journal instead of opening one (`storage`, `database_path`, `sync`
+  /// and `cache_mb` are then ignored), e.g. a fault-injecting decorator, or an in-memory
+  /// journal kept across runtimes. stop() flushes it but does not close it.
+  std::shared_ptr<persistence::journal> journal_override;
 };
 
 /// Sets one option from text: `key` is the field name (e.g. "sync", "passivate_after_ms",
-/// "database_path"); fails with invalid_argument naming the key and the expected form.
+/// "database_path", "clock" = real | virtual | accelerated:<factor>); fails with
+/// invalid_argument naming the key and the expected form.
 [[nodiscard]] caf::error set_option(runtime_config& cfg, std::string_view key,
                                     std::string_view value);
 

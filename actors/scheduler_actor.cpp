@@ -1,0 +1,262 @@
+// The scheduler (see header). Invariants:
+// S2: the window holds every stored timer whose key is <= window_end, except timers in
+//     flight; entities report their timer changes after each stored write, and a refill
+//     from the journal restores S2 whenever the window runs out or time passes window_end.
+// S3: a firing carries the timer's due time; the entity ignores it unless the timer is
+//     still set with that due time, and stores its removal with the command's effects, so
+//     a timer fires exactly once even across crashes (JOURNAL.md I12).
+#include "actors/scheduler_actor.hpp"
+
+#include "actors/actor_error.hpp"
+#include "persistence/persistence_error.hpp"
+
+#include <boost/json.hpp>
+
+namespace longhaul::actors {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<scheduler_state>*;
+using key = scheduler_state::key;
+
+constexpr auto delivery_timeout = std::chrono::seconds{60};
+
+std::string timer_id(std::string_view pid, std::string_view name) {
+  std::string out{pid};
+  out += '\n';
+  out += name;
+  return out;
+}
+
+void fire_due(self_ptr self);
+
+/// Reloads the window from the journal (S2): the earliest timers up to now + horizon,
+/// at most `timer_window` of them.
+void refill(self_ptr self) {
+  auto& st = self->state;
+  auto now = st.ctx->time->now();
+  auto until = now + st.ctx->settings.timer_horizon.count();
+  auto rows = st.ctx->journal->timers_due(until, st.ctx->settings.timer_window);
+  if (!rows) {
+    st.ctx->log->error("scheduler: reading timers failed: {}",
+                       persistence::describe(rows.error()));
+    return;
+  }
+  st.window.clear();
+  st.due_of.clear();
+  for (const auto& [k, p] : st.in_flight)
+    st.due_of[timer_id(std::get<1>(k), std::get<2>(k))] = std::get<0>(k);
+  for (auto& r : *rows) {
+    key k{r.due_ms, r.persistence_id, r.name};
+    if (st.in_flight.count(k) > 0)
+      continue;
+    st.due_of[timer_id(r.persistence_id, r.name)] = r.due_ms;
+    st.window.emplace(std::move(k), scheduler_state::pending{std::move(r.payload_json), 0, 0});
+  }
+  st.window_truncated = rows->size() >= st.ctx->settings.timer_window;
+  st.window_end = st.window_truncated ? std::get<0>(st.window.rbegin()->first) : until;
+}
+
+void remove_timer(scheduler_state& st, const std::string& pid, const std::string& name) {
+  auto it = st.due_of.find(timer_id(pid, name));
+  if (it == st.due_of.end())
+    return;
+  st.window.erase(key{it->second, pid, name});  // an in-flight firing is judged by S3
+  st.due_of.erase(it);
+}
+
+/// Arms one wake-up for the next thing to do: the earliest firing or the next refill.
+void arm(self_ptr self) {
+  auto& st = self->state;
+  auto next = st.window_end;
+  for (const auto& [k, p] : st.window) {
+    if (std::get<0>(k) > next)
+      break;
+    next = std::min(next, std::max(std::get<0>(k), p.not_before));
+  }
+  if (next < 0 || next == st.armed_for)
+    return;
+  auto delay = st.ctx->time->real_delay_until(next);
+  if (!delay)
+    return;  // virtual clock: the test advances time and pokes us (fire_atom)
+  st.armed_for = next;
+  self->delayed_send(self, *delay, wake_atom::value, next);
+}
+
+void dead_letter(self_ptr self, const key& k, const std::string& payload, std::string reason) {
+  auto& st = self->state;
+  ++st.dead;
+  st.ctx->log->error("[{}] timer '{}' cannot be delivered: {}", std::get<1>(k), std::get<2>(k),
+                     reason);
+  persistence::dead_letter_record rec;
+  rec.message_id = "timer:" + std::get<1>(k) + "#" + std::get<2>(k) + "@"
+                   + std::to_string(std::get<0>(k));
+  rec.source_persistence_id = std::get<1>(k);
+  rec.destination = std::get<1>(k);
+  rec.payload_json = payload;
+  rec.reason = std::move(reason);
+  if (auto err = st.ctx->journal->record_dead_letter(std::move(rec)))
+    st.ctx->log->error("recording dead letter failed: {}", persistence::describe(err));
+}
+
+void on_answer(self_ptr self, const key& k, const caf::error& err) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(k);
+  if (it == st.in_flight.end())
+    return;
+  auto p = std::move(it->second);
+  st.in_flight.erase(it);
+  auto id = timer_id(std::get<1>(k), std::get<2>(k));
+  auto owned = st.due_of.find(id);
+  bool still_ours = owned != st.due_of.end() && owned->second == std::get<0>(k);
+  if (!err || actor_code(err) == actor_errc::rejected) {
+    // Handled: a domain rejection consumed the timer too (its removal was stored).
+    ++st.fired;
+    if (still_ours)
+      st.due_of.erase(owned);
+  } else if (is_permanent(err)) {
+    if (still_ours)
+      st.due_of.erase(owned);
+    dead_letter(self, k, p.payload_json, persistence::describe(err));
+  } else if (still_ours) {
+    // Retryable (incident, restart, timeout): back off, the timer stays stored.
+    auto backoff = st.ctx->settings.timer_retry.count() << std::min<std::uint32_t>(p.attempts, 6);
+    p.not_before = st.ctx->time->now() + backoff;
+    ++p.attempts;
+    st.ctx->log->warn("[{}] timer '{}' will be retried: {}", std::get<1>(k), std::get<2>(k),
+                      persistence::describe(err));
+    st.window.emplace(k, std::move(p));
+  }
+  fire_due(self);
+}
+
+void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
+  auto& st = self->state;
+  auto now = st.ctx->time->now();
+  const auto& [due, pid, name] = k;
+  auto target = split_persistence_id(pid);
+  boost::json::error_code ec;
+  auto doc = boost::json::parse(p.payload_json, ec);
+  if (!target || ec || !doc.is_object() || !doc.as_object().contains("name")
+      || !doc.at("name").is_string()) {
+    on_answer(self, k, make_actor_error(actor_errc::undecodable_command,
+                                        "stored timer payload is not {name, payload}"));
+    return;
+  }
+  command_envelope cmd;
+  cmd.entity_type = std::move(target->first);
+  cmd.entity_id = std::move(target->second);
+  cmd.name = std::string{doc.at("name").as_string()};
+  cmd.payload = doc.as_object().contains("payload") ? doc.at("payload") : boost::json::value{};
+  cmd.timer_name = name;
+  cmd.timer_due_ms = due;
+  cmd.late_by_ms = std::max<persistence::time_ms>(0, now - due);
+  cmd.message_id = "timer:" + pid + "#" + name + "@" + std::to_string(due);
+  // Commands that declare `late_by_ms` learn how late they fired.
+  if (cmd.payload.is_object())
+    cmd.payload.as_object()["late_by_ms"] = cmd.late_by_ms;
+  if (cmd.late_by_ms >= 1000)
+    st.ctx->log->info("[{}] timer '{}' fired {} ms late", pid, name, cmd.late_by_ms);
+  auto sup = caf::actor_cast<caf::actor>(st.supervisor);
+  if (!sup) {
+    on_answer(self, k, make_actor_error(actor_errc::stopping, "supervisor is gone"));
+    return;
+  }
+  self->request(sup, delivery_timeout, std::move(cmd))
+    .then([self, k](command_reply&) { on_answer(self, k, caf::error{}); },
+          [self, k](caf::error& err) { on_answer(self, k, err); });
+}
+
+void fire_due(self_ptr self) {
+  auto& st = self->state;
+  auto now = st.ctx->time->now();
+  if (st.window_end < 0 || now >= st.window_end || (st.window.empty() && st.window_truncated))
+    refill(self);
+  auto max = st.ctx->settings.timers_max_in_flight;
+  for (auto it = st.window.begin(); it != st.window.end() && st.in_flight.size() < max;) {
+    if (std::get<0>(it->first) > now)
+      break;
+    if (it->second.not_before > now) {
+      ++it;
+      continue;
+    }
+    auto k = it->first;
+    auto p = std::move(it->second);
+    it = st.window.erase(it);
+    auto& slot = st.in_flight.emplace(k, std::move(p)).first->second;
+    deliver(self, k, slot);
+  }
+  arm(self);
+}
+
+/// Earliest clock time at which something is due (window or journal), for virtual time.
+std::optional<persistence::time_ms> next_due(self_ptr self) {
+  auto& st = self->state;
+  std::optional<persistence::time_ms> next;
+  for (const auto& [k, p] : st.window) {
+    auto t = std::max(std::get<0>(k), p.not_before);
+    if (!next || t < *next)
+      next = t;
+    if (std::get<0>(k) >= *next)
+      break;
+  }
+  if (!next && st.window_end >= 0) {
+    // Beyond the window: ask the journal for its earliest stored timer.
+    auto rows = st.ctx->journal->timers_due(std::numeric_limits<persistence::time_ms>::max(), 1);
+    if (rows && !rows->empty() && st.in_flight.count(key{rows->front().due_ms,
+                                                         rows->front().persistence_id,
+                                                         rows->front().name})
+                                    == 0)
+      next = rows->front().due_ms;
+  }
+  return next;
+}
+
+}  // namespace
+
+caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
+                              std::shared_ptr<const entity_context> ctx,
+                              caf::actor_addr supervisor) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.supervisor = std::move(supervisor);
+  // Overdue timers fire at start-up, in due order, with their lateness.
+  self->send(self, fire_atom::value);
+  return {
+    [self](fire_atom) { fire_due(self); },
+    [self](wake_atom, persistence::time_ms t) {
+      auto& s = self->state;
+      if (t != s.armed_for)
+        return;  // superseded by an earlier or later wake-up
+      s.armed_for = -1;
+      fire_due(self);
+    },
+    [self](timer_change& tc) {
+      auto& s = self->state;
+      if (tc.cancelled_all) {
+        for (auto it = s.window.begin(); it != s.window.end();) {
+          if (std::get<1>(it->first) == tc.persistence_id) {
+            s.due_of.erase(timer_id(tc.persistence_id, std::get<2>(it->first)));
+            it = s.window.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      for (const auto& name : tc.cancelled)
+        remove_timer(s, tc.persistence_id, name);
+      for (auto& t : tc.set) {
+        remove_timer(s, tc.persistence_id, t.name);
+        if (s.window_end >= 0 && t.due_ms <= s.window_end) {
+          s.due_of[timer_id(tc.persistence_id, t.name)] = t.due_ms;
+          s.window.emplace(key{t.due_ms, tc.persistence_id, t.name},
+                           scheduler_state::pending{std::move(t.payload_json), 0, 0});
+        }
+      }
+      fire_due(self);
+    },
+    [self](next_due_atom) -> std::optional<persistence::time_ms> { return next_due(self); },
+  };
+}
+
+}  // namespace longhaul::actors
