@@ -48,6 +48,9 @@ struct outgoing_command {
   std::string entity_id;
   std::string name;
   boost::json::value payload;
+  /// When non-empty and the command cannot be delivered (dead letter), the sender gets a
+  /// "longhaul.delivery_failed" command carrying this tag (flows use it for retries).
+  std::string failure_tag;
 };
 
 /// A domain event for subscribers, stored in the outbox with the decision's events.

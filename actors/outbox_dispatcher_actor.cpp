@@ -78,6 +78,38 @@ void finish(self_ptr self, std::uint64_t seq) {
     request_poll(self);
 }
 
+void deliver(self_ptr self, const persistence::outbox_record& row, command_envelope cmd);
+
+/// Tells the sender that its command was dead-lettered (when it asked to be told), as part
+/// of the same outbox row's delivery: the row is removed only after the sender stored it.
+void notify_sender(self_ptr self, const persistence::outbox_record& row, const std::string& tag,
+                   const std::string& reason) {
+  auto source = split_persistence_id(row.source_persistence_id);
+  if (!source)
+    return;
+  command_envelope cmd;
+  cmd.entity_type = std::move(source->first);
+  cmd.entity_id = std::move(source->second);
+  cmd.name = "longhaul.delivery_failed";
+  boost::json::object o;
+  o["tag"] = tag;
+  o["reason"] = reason;
+  o["destination"] = row.destination;
+  cmd.payload = std::move(o);
+  cmd.message_id = row.message_id + "!failed";
+  deliver(self, row, std::move(cmd));
+}
+
+/// The "on_failure" tag of a stored outbox payload, if any.
+std::string failure_tag_of(const persistence::outbox_record& row) {
+  boost::json::error_code ec;
+  auto doc = boost::json::parse(row.payload_json, ec);
+  if (ec || !doc.is_object() || !doc.as_object().contains("on_failure")
+      || !doc.at("on_failure").is_string())
+    return {};
+  return std::string{doc.at("on_failure").as_string()};
+}
+
 void deliver(self_ptr self, const persistence::outbox_record& row, command_envelope cmd) {
   auto& st = self->state;
   auto sup = caf::actor_cast<caf::actor>(st.supervisor);
@@ -87,19 +119,25 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
   }
   ++st.in_flight[row.outbox_seq].outstanding;
   auto seq = row.outbox_seq;
+  bool is_notification = cmd.name == "longhaul.delivery_failed";
   self->request(sup, delivery_timeout, std::move(cmd))
     .then(
       [self, seq](command_reply&) {
         --self->state.in_flight[seq].outstanding;
         finish(self, seq);
       },
-      [self, row](caf::error& err) {
+      [self, row, is_notification](caf::error& err) {
         auto& d = self->state.in_flight[row.outbox_seq];
         --d.outstanding;
-        if (is_permanent(err))
-          dead_letter(self, row, persistence::describe(err));
-        else
+        if (is_permanent(err)) {
+          auto reason = persistence::describe(err);
+          dead_letter(self, row, reason);
+          auto tag = failure_tag_of(row);
+          if (!tag.empty() && !is_notification && row.destination.rfind("event:", 0) != 0)
+            notify_sender(self, row, tag, reason);
+        } else {
           d.retry = true;
+        }
         finish(self, row.outbox_seq);
       });
 }

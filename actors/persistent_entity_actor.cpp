@@ -48,10 +48,13 @@ std::string failure_key(const command_envelope& cmd) {
   return cmd.name + ":" + boost::json::serialize(cmd.payload);
 }
 
-std::string command_json(std::string_view name, const boost::json::value& payload) {
+std::string command_json(std::string_view name, const boost::json::value& payload,
+                         std::string_view failure_tag = {}) {
   boost::json::object o;
   o["name"] = name;
   o["payload"] = payload;
+  if (!failure_tag.empty())
+    o["on_failure"] = failure_tag;
   return boost::json::serialize(o);
 }
 
@@ -90,6 +93,16 @@ void arm_passivation(self_ptr self) {
                      st.activity);
 }
 
+instance_status status_of(const entity_actor_state& st);
+
+/// Status requests that arrived during recovery are answered once it ends.
+void answer_status_waiters(self_ptr self) {
+  auto& st = self->state;
+  for (auto& rp : st.status_waiters)
+    reply(rp, status_of(st));
+  st.status_waiters.clear();
+}
+
 void release_permit(self_ptr self) {
   auto& st = self->state;
   if (!st.permit_held)
@@ -107,6 +120,7 @@ void fail_instance(self_ptr self, const caf::error& err) {
   st.failure = persistence::describe(err);
   st.ctx->log->error("[{}] instance failed: {}", st.pid, st.failure);
   release_permit(self);
+  answer_status_waiters(self);
   process(self);
 }
 
@@ -194,6 +208,7 @@ void on_chunk(self_ptr self, loaded_chunk& chunk) {
   st.current = mode::ready;
   release_permit(self);
   st.ctx->log->debug("[{}] recovered at sequence number {}", st.pid, st.highest);
+  answer_status_waiters(self);
   process(self);
 }
 
@@ -283,7 +298,7 @@ make_write(entity_actor_state& st, const command_envelope& cmd, decision_record&
   }
   for (auto& s : d.sends)
     w.outbox.push_back({new_message_id(st.pid), persistence_id_of(s.entity_type, s.entity_id),
-                        command_json(s.name, s.payload)});
+                        command_json(s.name, s.payload, s.failure_tag)});
   for (auto& p : d.publishes)
     w.outbox.push_back({new_message_id(st.pid), "event:" + p.name, command_json(p.name, p.payload)});
   if (!cmd.message_id.empty())
@@ -609,7 +624,14 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       s.drain_waiters.push_back(rp);
       return rp;
     },
-    [self](status_atom) -> instance_status { return status_of(self->state); },
+    [self](status_atom) -> caf::result<instance_status> {
+      auto& s = self->state;
+      if (s.current != mode::recovering)
+        return status_of(s);
+      auto rp = self->make_response_promise();
+      s.status_waiters.push_back(rp);
+      return rp;
+    },
   };
 }
 

@@ -62,6 +62,7 @@ struct entity_actor_state {
   std::uint32_t restarts = 0;  ///< consecutive restarts, for exponential backoff
   std::unordered_map<std::string, std::uint32_t> failures;  ///< per command key
   std::vector<caf::response_promise> drain_waiters;
+  std::vector<caf::response_promise> status_waiters;  ///< answered once recovered
 };
 
 /// Spawn function of the persistent entity actor. `supervisor` receives passivation

@@ -100,7 +100,7 @@ public:
   template <command_type C>
   decision& send(std::string type, std::string id, const C& cmd) {
     record_.sends.push_back({std::move(type), std::move(id), std::string{C::command_name},
-                             boost::json::value_from(cmd)});
+                             boost::json::value_from(cmd), {}});
     return *this;
   }
 

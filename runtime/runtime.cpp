@@ -44,6 +44,7 @@ struct runtime::impl {
   std::unordered_map<std::string, std::shared_ptr<const actors::entity_behavior>> types;
   std::vector<std::string> registration_errors;
   actors::subscription_table subscriptions;
+  std::vector<flow_definition> flows;
 
   std::shared_ptr<persistence::journal> journal;
   persistence::sqlite_journal* sqlite = nullptr;  // same object as journal, if SQLite
@@ -139,6 +140,62 @@ void runtime::add_behavior(std::shared_ptr<actors::entity_behavior> b) {
 void runtime::add_subscription(std::string event_name, actors::subscription sub) {
   impl_->subscriptions[std::move(event_name)].push_back(std::move(sub));
 }
+
+caf::error runtime::register_flow(flow_definition def) {
+  if (auto err = validate(def))
+    return err;
+  for (const auto& [event, field] : flow_subscriptions(def))
+    add_subscription(event, actors::subscription{
+                              def.name,
+                              [event = event, field = field](const boost::json::value& v)
+                                -> caf::expected<std::string> {
+                                const boost::json::value* key = nullptr;
+                                if (v.is_object())
+                                  if (auto it = v.as_object().find(field); it != v.as_object().end())
+                                    key = &it->value();
+                                if (key == nullptr)
+                                  return actors::make_actor_error(
+                                    actors::actor_errc::undecodable_command,
+                                    "event '" + event + "' has no field '" + field + "'");
+                                return key->is_string() ? std::string{key->as_string()}
+                                                        : boost::json::serialize(*key);
+                              }});
+  add_behavior(make_flow_behavior(def, impl_->cfg.clock));
+  impl_->flows.push_back(std::move(def));
+  return {};
+}
+
+caf::error runtime::start_flow(std::string_view flow, std::string_view id,
+                               boost::json::object data) {
+  actors::command_envelope env;
+  env.entity_type = std::string{flow};
+  env.entity_id = std::string{id};
+  env.name = flow_start_command;
+  env.payload = boost::json::object{{"data", std::move(data)}};
+  auto r = ask_envelope(std::move(env));
+  return r ? caf::error{} : r.error();
+}
+
+caf::error runtime::cancel_flow(std::string_view flow, std::string_view id, std::string reason) {
+  actors::command_envelope env;
+  env.entity_type = std::string{flow};
+  env.entity_id = std::string{id};
+  env.name = flow_cancel_command;
+  env.payload = boost::json::object{{"reason", std::move(reason)}};
+  auto r = ask_envelope(std::move(env));
+  return r ? caf::error{} : r.error();
+}
+
+caf::expected<flow_status> runtime::flow_status_of(std::string_view flow, std::string_view id) {
+  auto st = status(flow, id);
+  if (!st)
+    return st.error();
+  if (!st->failure.empty())
+    return actors::make_actor_error(actors::actor_errc::instance_failed, st->failure);
+  return parse_flow_status(flow, id, st->state_json);
+}
+
+const std::vector<flow_definition>& runtime::flows() const noexcept { return impl_->flows; }
 
 std::uint64_t runtime::default_snapshot_every() const noexcept {
   return impl_->cfg.snapshot_every;

@@ -7,6 +7,8 @@
 #include "actors/actors_protocol.hpp"
 #include "actors/outbox_dispatcher_actor.hpp"
 #include "runtime/entity.hpp"
+#include "runtime/flow_definition.hpp"
+#include "runtime/flow_engine.hpp"
 #include "runtime/runtime_config.hpp"
 
 #include <caf/actor.hpp>
@@ -72,6 +74,27 @@ public:
                        }});
     return *this;
   }
+
+  /// Registers a flow (before start()): its instances become entities of type
+  /// `def.name`, subscribed to its trigger and wait events. Fails if `def` is invalid.
+  [[nodiscard]] caf::error register_flow(flow_definition def);
+
+  /// Starts flow instance `id` with initial `data` (JSON object); the flow key field is
+  /// set to `id`. Fails if it already started.
+  [[nodiscard]] caf::error start_flow(std::string_view flow, std::string_view id,
+                                      boost::json::object data = {});
+
+  /// Cancels a running flow instance: compensations of its completed steps run, then it
+  /// ends as canceled with `reason`.
+  [[nodiscard]] caf::error cancel_flow(std::string_view flow, std::string_view id,
+                                       std::string reason);
+
+  /// Where a flow instance stands: step, wait, deadline, history, compensations, data.
+  [[nodiscard]] caf::expected<flow_status> flow_status_of(std::string_view flow,
+                                                          std::string_view id);
+
+  /// The registered flow definitions (for diagrams and tools).
+  [[nodiscard]] const std::vector<flow_definition>& flows() const noexcept;
 
   /// Opens the journal and starts the actors. Fails on a bad configuration, duplicate
   /// type names, subscriptions to types that cannot handle the event, or journal errors.
