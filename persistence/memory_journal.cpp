@@ -60,6 +60,7 @@ struct memory_journal::state {
   std::uint64_t last_position = 0;
   std::map<due_key, std::string> timers_by_due;  // -> payload_json
   std::map<std::uint64_t, outbox_record> outbox;
+  std::set<std::string, std::less<>> pending_message_ids;  // message ids in `outbox`
   std::uint64_t last_outbox_seq = 0;
   std::vector<dead_letter_record> dead_letters;
 
@@ -93,6 +94,17 @@ struct memory_journal::state {
                                     "message '" + *w.processed_message_id
                                       + "' was already processed by '" + w.persistence_id
                                       + "'");
+    // JOURNAL.md I13: a message id is unique among pending outbox messages.
+    for (std::size_t i = 0; i < w.outbox.size(); ++i) {
+      const auto& id = w.outbox[i].message_id;
+      bool repeated = false;
+      for (std::size_t k = 0; k < i && !repeated; ++k)
+        repeated = w.outbox[k].message_id == id;
+      if (repeated || pending_message_ids.count(id) > 0)
+        return make_persistence_error(persistence_errc::invalid_argument,
+                                      "outbox message id '" + id + "' of '" + w.persistence_id
+                                        + "' is already pending");
+    }
     auto now = cfg.clock();
     auto& s = existing ? *existing : streams[w.persistence_id];
     write_result result;
@@ -107,6 +119,13 @@ struct memory_journal::state {
       result.last_position = pos;
     }
     result.highest_seq = s.highest;
+    if (w.cancel_all_timers) {
+      std::vector<std::string> names;
+      for (const auto& [name, due] : s.timers)
+        names.push_back(name);
+      for (const auto& name : names)
+        erase_timer(s, w.persistence_id, name);
+    }
     for (const auto& c : w.timers_to_cancel)
       erase_timer(s, w.persistence_id, c.name);
     for (auto& t : w.timers_to_set) {
@@ -117,6 +136,7 @@ struct memory_journal::state {
     }
     for (auto& m : w.outbox) {
       auto seq = ++last_outbox_seq;
+      pending_message_ids.insert(m.message_id);
       outbox.emplace(seq, outbox_record{seq, std::move(m.message_id), w.persistence_id,
                                         std::move(m.destination), std::move(m.payload_json),
                                         now});
@@ -322,8 +342,13 @@ memory_journal::outbox_pending(std::uint64_t after_seq, std::uint64_t max) {
 
 caf::error memory_journal::outbox_delivered(std::vector<std::uint64_t> seqs) {
   std::lock_guard<std::mutex> guard{state_->mtx};
-  for (auto seq : seqs)
-    state_->outbox.erase(seq);
+  for (auto seq : seqs) {
+    auto i = state_->outbox.find(seq);
+    if (i == state_->outbox.end())
+      continue;
+    state_->pending_message_ids.erase(i->second.message_id);
+    state_->outbox.erase(i);
+  }
   return {};
 }
 

@@ -1,0 +1,386 @@
+// Tests of the SQLite journal: the journal contract suite instantiated for sqlite_journal,
+// plus what only a file-backed journal promises (durability, locking, schema, sync modes).
+#include "persistence/sqlite_journal.hpp"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include <unistd.h>
+
+namespace {
+
+/// A fresh directory under the system temp directory, removed with everything in it.
+class temp_dir {
+public:
+  temp_dir() {
+    static std::atomic<int> counter{0};
+    auto base = std::filesystem::temp_directory_path();
+    for (;;) {
+      path_ = base / ("longhaul-sqlite-journal-test-" + std::to_string(::getpid()) + "-"
+                      + std::to_string(counter++));
+      if (std::filesystem::create_directory(path_))
+        break;
+    }
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+
+  std::string file(const std::string& name) const {
+    return (path_ / name).string();
+  }
+
+private:
+  std::filesystem::path path_;
+};
+
+/// Contract backend: every journal is a new database file in this test's temp directory.
+struct sqlite_backend {
+  temp_dir dir;
+  int opened = 0;
+
+  std::unique_ptr<longhaul::persistence::journal>
+  make_journal(std::size_t keep_snapshots, std::function<longhaul::persistence::time_ms()> clock);
+};
+
+} // namespace
+
+#define LONGHAUL_JOURNAL_BACKEND sqlite_backend
+#define LONGHAUL_JOURNAL_BACKEND_NAME "sqlite"
+#include "tests/persistence/journal_contract.hpp"
+
+using namespace longhaul::persistence;
+
+std::unique_ptr<journal>
+sqlite_backend::make_journal(std::size_t keep_snapshots, std::function<time_ms()> clock) {
+  sqlite_journal_config cfg;
+  cfg.path = dir.file("journal-" + std::to_string(++opened) + ".db");
+  cfg.keep_snapshots = keep_snapshots;
+  cfg.clock = std::move(clock);
+  auto j = sqlite_journal::open(std::move(cfg));
+  if (!j)
+    FAIL("opening a fresh SQLite journal failed: " << describe(j.error()));
+  return std::move(*j);
+}
+
+namespace {
+
+using errc = persistence_errc;
+
+/// Fixture of the SQLite-only tests: a temp directory with one journal path in it.
+class sqlite_fixture {
+public:
+  temp_dir dir;
+  std::string path = dir.file("journal.db");
+
+  sqlite_journal_config config(bool read_only = false) const {
+    sqlite_journal_config cfg;
+    cfg.path = path;
+    cfg.read_only = read_only;
+    return cfg;
+  }
+
+  std::unique_ptr<sqlite_journal> open(sqlite_journal_config cfg) {
+    auto j = sqlite_journal::open(std::move(cfg));
+    if (!j)
+      FAIL("open failed: " << describe(j.error()));
+    return std::move(*j);
+  }
+
+  std::unique_ptr<sqlite_journal> open_writer() {
+    return open(config());
+  }
+
+  caf::error open_fails(sqlite_journal_config cfg) {
+    auto j = sqlite_journal::open(std::move(cfg));
+    if (j)
+      FAIL("open of '" << path << "' succeeded but should have failed");
+    return std::move(j.error());
+  }
+
+  static atomic_write write_for(std::string id, sequence_nr expected_seq, std::size_t events) {
+    atomic_write w;
+    w.persistence_id = std::move(id);
+    w.expected_seq = expected_seq;
+    for (std::size_t i = 0; i < events; ++i)
+      w.events.push_back(new_event{"counter.incremented", 1,
+                                   R"({"seq":)" + std::to_string(expected_seq + i) + "}",
+                                   {"counters"}});
+    return w;
+  }
+
+  static write_result store(journal& j, atomic_write w) {
+    auto r = j.write_and_wait(std::move(w));
+    if (!r)
+      FAIL("write failed: " << describe(r.error()));
+    return *r;
+  }
+
+  static std::vector<sequence_nr> seqs(journal& j, std::string_view id) {
+    auto r = j.replay(id, 1, max_sequence_nr, std::numeric_limits<std::uint64_t>::max());
+    if (!r)
+      FAIL("replay failed: " << describe(r.error()));
+    std::vector<sequence_nr> out;
+    for (const auto& ev : r->events)
+      out.push_back(ev.seq);
+    return out;
+  }
+
+  /// Sets PRAGMA user_version of the database at `path` through the SQLite C API.
+  void set_user_version(int version) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    auto sql = "PRAGMA user_version = " + std::to_string(version);
+    char* msg = nullptr;
+    auto rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
+    std::string text = msg ? msg : "";
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    INFO(text);
+    REQUIRE(rc == SQLITE_OK);
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: data survives close and reopen",
+                 "[journal][sqlite]") {
+  std::uint64_t last_position = 0;
+  time_ms saved_at = 0;
+  {
+    auto j = open_writer();
+    store(*j, write_for("durable-a", 1, 3));
+    auto w = write_for("durable-b", 1, 2);
+    w.timers_to_set.push_back(timer_set{"reminder", 123456, R"({"cmd":"remind"})"});
+    w.outbox.push_back(outbox_message{"out-1", "mailer/1", R"({"to":"x"})"});
+    w.processed_message_id = "cmd-1";
+    last_position = store(*j, std::move(w)).last_position;
+    REQUIRE(!j->save_snapshot(snapshot_record{"durable-a", 3, R"({"count":3})", 0}));
+    auto snap = j->load_snapshot("durable-a", {});
+    REQUIRE(snap);
+    REQUIRE(snap->has_value());
+    saved_at = (*snap)->saved_at_ms;
+    j->close();
+  }
+  auto j = open_writer();
+  CHECK(seqs(*j, "durable-a") == std::vector<sequence_nr>{1, 2, 3});
+  CHECK(seqs(*j, "durable-b") == std::vector<sequence_nr>{1, 2});
+  auto events = j->replay("durable-a", 1, max_sequence_nr, 10);
+  REQUIRE(events);
+  REQUIRE(events->events.size() == 3);
+  CHECK(events->events[2].payload_json == R"({"seq":3})");
+  CHECK(events->events[2].tags == std::vector<std::string>{"counters"});
+  auto timers = j->timers_of("durable-b");
+  REQUIRE(timers);
+  REQUIRE(timers->size() == 1);
+  CHECK((*timers)[0].name == "reminder");
+  CHECK((*timers)[0].due_ms == 123456);
+  CHECK((*timers)[0].payload_json == R"({"cmd":"remind"})");
+  auto outbox = j->outbox_pending(0, 10);
+  REQUIRE(outbox);
+  REQUIRE(outbox->size() == 1);
+  CHECK((*outbox)[0].message_id == "out-1");
+  CHECK((*outbox)[0].source_persistence_id == "durable-b");
+  auto processed = j->is_processed("durable-b", "cmd-1");
+  REQUIRE(processed);
+  CHECK(*processed);
+  auto snap = j->load_snapshot("durable-a", {});
+  REQUIRE(snap);
+  REQUIRE(snap->has_value());
+  CHECK((*snap)->seq == 3);
+  CHECK((*snap)->state_json == R"({"count":3})");
+  CHECK((*snap)->saved_at_ms == saved_at);
+  // Sequence numbers and global positions continue where they stopped.
+  auto next = store(*j, write_for("durable-a", 4, 1));
+  CHECK(next.highest_seq == 4);
+  CHECK(next.last_position > last_position);
+  auto dup = j->write_and_wait(write_for("durable-a", 4, 1));
+  REQUIRE_FALSE(dup);
+  CHECK(persistence_code(dup.error()) == errc::sequence_conflict);
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the highest sequence number survives "
+                                 "reopen even after every event was deleted",
+                 "[journal][sqlite]") {
+  {
+    auto j = open_writer();
+    store(*j, write_for("trimmed", 1, 5));
+    REQUIRE(!j->delete_up_to("trimmed", 5));
+  }
+  auto j = open_writer();
+  auto highest = j->highest_seq("trimmed");
+  REQUIRE(highest);
+  CHECK(*highest == 5);
+  CHECK(seqs(*j, "trimmed").empty());
+  auto restart = j->write_and_wait(write_for("trimmed", 1, 1));
+  REQUIRE_FALSE(restart);
+  CHECK(persistence_code(restart.error()) == errc::sequence_conflict);
+  CHECK(store(*j, write_for("trimmed", 6, 1)).highest_seq == 6);
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a second writer on the same file is refused "
+                                 "with locked_by_other_process naming the holder",
+                 "[journal][sqlite]") {
+  auto first = open_writer();
+  store(*first, write_for("locked", 1, 1));
+  auto err = open_fails(config());
+  auto text = describe(err);
+  CAPTURE(text);
+  CHECK(persistence_code(err) == errc::locked_by_other_process);
+  CHECK(text.find("journal locked by process") != std::string::npos);
+  CHECK(text.find(std::to_string(::getpid())) != std::string::npos);
+  // The first writer is unaffected, and the lock goes with it.
+  CHECK(store(*first, write_for("locked", 2, 1)).highest_seq == 2);
+  first.reset();
+  auto second = open_writer();
+  CHECK(seqs(*second, "locked") == std::vector<sequence_nr>{1, 2});
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a read-only journal reads while the writer "
+                                 "holds the file and refuses writes and maintenance with "
+                                 "read_only",
+                 "[journal][sqlite]") {
+  auto writer = open_writer();
+  store(*writer, write_for("shared", 1, 2));
+  auto reader = open(config(true));
+  CHECK(seqs(*reader, "shared") == std::vector<sequence_nr>{1, 2});
+  auto refused = reader->write_and_wait(write_for("shared", 3, 1));
+  REQUIRE_FALSE(refused);
+  CHECK(persistence_code(refused.error()) == errc::read_only);
+  CHECK(is_rejection(refused.error()));
+  CHECK(persistence_code(reader->delete_up_to("shared", 1)) == errc::read_only);
+  CHECK(persistence_code(reader->save_snapshot(snapshot_record{"shared", 1, "{}", 0}))
+        == errc::read_only);
+  CHECK(persistence_code(reader->delete_snapshots("shared", {})) == errc::read_only);
+  CHECK(persistence_code(reader->outbox_delivered({1})) == errc::read_only);
+  CHECK(seqs(*reader, "shared") == std::vector<sequence_nr>{1, 2});
+  // The reader sees what the writer commits later.
+  store(*writer, write_for("shared", 3, 1));
+  CHECK(seqs(*reader, "shared") == std::vector<sequence_nr>{1, 2, 3});
+  CHECK(seqs(*writer, "shared") == std::vector<sequence_nr>{1, 2, 3});
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: read-only open of a missing file fails "
+                                 "and creates nothing",
+                 "[journal][sqlite]") {
+  auto err = open_fails(config(true));
+  CHECK(persistence_code(err) == errc::cannot_open);
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a database with a newer schema version is "
+                                 "refused with schema_too_new",
+                 "[journal][sqlite]") {
+  {
+    auto j = open_writer();
+    store(*j, write_for("future", 1, 1));
+  }
+  set_user_version(sqlite_journal::schema_version + 1);
+  auto err = open_fails(config());
+  auto text = describe(err);
+  CAPTURE(text);
+  CHECK(persistence_code(err) == errc::schema_too_new);
+  CHECK(text.find(std::to_string(sqlite_journal::schema_version + 1)) != std::string::npos);
+  auto ro = open_fails(config(true));
+  CHECK(persistence_code(ro) == errc::schema_too_new);
+  // Refusing did not touch the file: restoring the version makes it readable again.
+  set_user_version(sqlite_journal::schema_version);
+  auto j = open_writer();
+  CHECK(seqs(*j, "future") == std::vector<sequence_nr>{1});
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a SQLite database that is not a journal is "
+                                 "refused with cannot_open",
+                 "[journal][sqlite]") {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+                       nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+  sqlite3_close(db);
+  auto err = open_fails(config());
+  CAPTURE(describe(err));
+  CHECK(persistence_code(err) == errc::cannot_open);
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a file that is not a SQLite database is "
+                                 "refused and left untouched",
+                 "[journal][sqlite]") {
+  const std::string garbage(8192, 'g');
+  {
+    std::ofstream out{path, std::ios::binary};
+    out << garbage;
+  }
+  auto err = open_fails(config());
+  CAPTURE(describe(err));
+  auto code = persistence_code(err);
+  CHECK((code == errc::cannot_open || code == errc::corrupt));
+  std::ifstream in{path, std::ios::binary};
+  std::string content{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  CHECK(content == garbage);
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: sync modes full, normal and off all open, "
+                                 "write and read back",
+                 "[journal][sqlite]") {
+  for (auto mode : {sync_mode::full, sync_mode::normal, sync_mode::off}) {
+    CAPTURE(static_cast<int>(mode));
+    auto cfg = config();
+    cfg.path = dir.file("sync-" + std::to_string(static_cast<int>(mode)) + ".db");
+    cfg.sync = mode;
+    {
+      auto j = open(cfg);
+      store(*j, write_for("synced", 1, 2));
+      store(*j, write_for("synced", 3, 1));
+    }
+    auto j = open(cfg);
+    CHECK(seqs(*j, "synced") == std::vector<sequence_nr>{1, 2, 3});
+  }
+}
+
+TEST_CASE("sqlite journal: parse_sync_mode accepts full, normal and off and rejects fast",
+          "[journal][sqlite]") {
+  CHECK(parse_sync_mode("full") == sync_mode::full);
+  CHECK(parse_sync_mode("normal") == sync_mode::normal);
+  CHECK(parse_sync_mode("off") == sync_mode::off);
+  auto fast = parse_sync_mode("fast");
+  REQUIRE_FALSE(fast);
+  CHECK(persistence_code(fast.error()) == errc::invalid_argument);
+  CHECK(describe(fast.error()).find("fast") != std::string::npos);
+  CHECK_FALSE(parse_sync_mode(""));
+  CHECK_FALSE(parse_sync_mode("FULL "));
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: close acknowledges every queued write and "
+                                 "later writes fail with closed",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  std::atomic<int> stored{0};
+  std::atomic<int> failed{0};
+  for (sequence_nr i = 1; i <= 100; ++i)
+    j->write(write_for("closing", i, 1), [&](caf::expected<write_result> r) {
+      ++(r ? stored : failed);
+    });
+  j->close();
+  CHECK(stored.load() == 100);
+  CHECK(failed.load() == 0);
+  auto late = j->write_and_wait(write_for("closing", 101, 1));
+  REQUIRE_FALSE(late);
+  CHECK(persistence_code(late.error()) == errc::closed);
+  j->close();  // idempotent
+  j.reset();
+  auto reopened = open_writer();
+  auto highest = reopened->highest_seq("closing");
+  REQUIRE(highest);
+  CHECK(*highest == 100);
+}
