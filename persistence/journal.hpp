@@ -106,6 +106,7 @@ struct atomic_write {
   /// Removes every timer of this persistence id (a finished instance); applied first.
   bool cancel_all_timers = false;
   std::vector<timer_cancel> timers_to_cancel;  ///< applied before timers_to_set
+  /// Message ids must be unique among pending outbox messages (else invalid_argument).
   std::vector<outbox_message> outbox;
   /// Id of the incoming message this write handles; a second write with the same id for
   /// the same persistence id is rejected with `duplicate_message` (JOURNAL.md I7).
@@ -176,7 +177,9 @@ public:
            const std::optional<std::string>& tag = std::nullopt) = 0;
 
   /// Stores a snapshot (replacing one with the same id and seq). Keeps only the newest
-  /// `keep_snapshots` per id when so configured.
+  /// `keep_snapshots` per id when so configured. Refused (invalid_argument,
+  /// payload_too_large, invalid_payload) for an empty id, seq 0, seq above the highest
+  /// stored sequence number, an oversized or non-JSON state.
   [[nodiscard]] virtual caf::error save_snapshot(snapshot_record snap) = 0;
 
   /// The newest snapshot of `id` within `sel`, or nullopt.
