@@ -446,8 +446,17 @@ struct sqlite_journal::impl {
   bool closed = false;
   std::thread writer_thread;
 
-  std::unordered_map<std::string, stream_state> streams;  // writer thread only
-  std::unordered_map<std::string, stream_state> batch_streams;  // this batch's changes
+  /// Writer-thread cache of streams (I3): `committed` is what the file holds; `pending`
+  /// is valid while `gen` equals the current batch's generation. One lookup per write.
+  struct stream_entry {
+    stream_state committed;
+    stream_state pending;
+    std::uint64_t gen = 0;
+  };
+  std::unordered_map<std::string, stream_entry> streams;  // writer thread only
+  std::vector<stream_entry*> touched;   ///< entries this batch changed (node pointers)
+  std::uint64_t gen = 1;                ///< bumped per batch: stale `pending` is ignored
+  stream_entry* last_entry = nullptr;   ///< entry of the last lookup_stream
 
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<connection>> idle_readers;
@@ -494,17 +503,15 @@ struct sqlite_journal::impl {
 
   /// The highest stored sequence number of `id` as seen inside the open transaction.
   caf::expected<stream_state> lookup_stream(const std::string& id) {
-    if (auto it = batch_streams.find(id); it != batch_streams.end())
-      return it->second;
-    if (auto it = streams.find(id); it != streams.end())
-      return it->second;
+    if (auto it = streams.find(id); it != streams.end()) {
+      last_entry = &it->second;
+      return it->second.gen == gen ? it->second.pending : it->second.committed;
+    }
     auto st = load_stream(writer, id);
     if (!st)
       return st.error();
     stream_state s{st->first, st->second};
-    if (streams.size() >= cfg.stream_cache_entries)
-      streams.clear();  // bounded memory: a cold miss costs one indexed lookup
-    streams.emplace(id, s);
+    last_entry = &streams.emplace(id, stream_entry{s, s, 0}).first->second;
     return s;
   }
 
@@ -592,16 +599,16 @@ struct sqlite_journal::impl {
                             caf::error& rejection) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto db = writer.handle();
-    // Runs `s`; a constraint violation is this write's rejection, anything else fails
-    // the batch. Returns true when the caller must stop.
+    // Runs `s`; a constraint violation is this write's rejection (its text built only
+    // then, off the hot path), anything else fails the batch. True: the caller must stop.
     auto step = [&](statement& s, std::string_view what, persistence_errc on_constraint,
-                    std::string constraint_text, caf::error& batch_err) {
+                    auto constraint_text, caf::error& batch_err) {
       reset_guard guard{s};
       auto rc = s.step();
       if (rc == SQLITE_DONE || rc == SQLITE_ROW)
         return false;
       if (is_constraint(rc))
-        rejection = make_persistence_error(on_constraint, std::move(constraint_text));
+        rejection = make_persistence_error(on_constraint, std::string{constraint_text()});
       else
         batch_err = translate(rc, db, what);
       return true;
@@ -614,7 +621,7 @@ struct sqlite_journal::impl {
         return fail(ins.error());
       (*ins)->bind(1, w.persistence_id);
       if (step(**ins, "creating stream", persistence_errc::internal,
-               "stream '" + w.persistence_id + "' exists", batch_err))
+               [&] { return "stream '" + w.persistence_id + "' exists"; }, batch_err))
         return stopped();
       stream.stream_id = sqlite3_last_insert_rowid(db);
     }
@@ -625,8 +632,10 @@ struct sqlite_journal::impl {
         return fail(ins.error());
       (*ins)->bind(1, stream.stream_id).bind(2, *w.processed_message_id).bind(3, ts);
       if (step(**ins, "recording processed message", persistence_errc::duplicate_message,
-               "message '" + *w.processed_message_id + "' was already processed by '"
-                 + w.persistence_id + "'",
+               [&] {
+                 return "message '" + *w.processed_message_id + "' was already processed by '"
+                        + w.persistence_id + "'";
+               },
                batch_err))
         return stopped();
     }
@@ -655,7 +664,10 @@ struct sqlite_journal::impl {
           s.bind(6, tags);
         }
         if (step(s, "appending event", persistence_errc::sequence_conflict,
-                 "'" + w.persistence_id + "' already has sequence number " + std::to_string(seq),
+                 [&] {
+                   return "'" + w.persistence_id + "' already has sequence number "
+                          + std::to_string(seq);
+                 },
                  batch_err))
           return stopped();
         result.last_position = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
@@ -665,7 +677,8 @@ struct sqlite_journal::impl {
             return fail(tag_ins.error());
           for (const auto& tag : ev.tags) {
             (*tag_ins)->bind(1, tag).bind(2, static_cast<std::int64_t>(result.last_position));
-            if (step(**tag_ins, "tagging event", persistence_errc::internal, "tag", batch_err))
+            if (step(**tag_ins, "tagging event", persistence_errc::internal,
+                     [] { return std::string{"tag"}; }, batch_err))
               return stopped();
           }
         }
@@ -677,7 +690,8 @@ struct sqlite_journal::impl {
       if (!del)
         return fail(del.error());
       (*del)->bind(1, w.persistence_id);
-      if (step(**del, "cancelling all timers", persistence_errc::internal, "timer", batch_err))
+      if (step(**del, "cancelling all timers", persistence_errc::internal,
+               [] { return std::string{"timer"}; }, batch_err))
         return stopped();
     }
     if (!w.timers_to_cancel.empty()) {
@@ -686,7 +700,8 @@ struct sqlite_journal::impl {
         return fail(del.error());
       for (const auto& t : w.timers_to_cancel) {
         (*del)->bind(1, w.persistence_id).bind(2, t.name);
-        if (step(**del, "cancelling timer", persistence_errc::internal, "timer", batch_err))
+        if (step(**del, "cancelling timer", persistence_errc::internal,
+                 [] { return std::string{"timer"}; }, batch_err))
           return stopped();
       }
     }
@@ -697,7 +712,8 @@ struct sqlite_journal::impl {
         return fail(ins.error());
       for (const auto& t : w.timers_to_set) {
         (*ins)->bind(1, w.persistence_id).bind(2, t.name).bind(3, t.due_ms).bind(4, t.payload_json);
-        if (step(**ins, "setting timer", persistence_errc::internal, "timer", batch_err))
+        if (step(**ins, "setting timer", persistence_errc::internal,
+                 [] { return std::string{"timer"}; }, batch_err))
           return stopped();
       }
     }
@@ -710,12 +726,17 @@ struct sqlite_journal::impl {
         (*ins)->bind(1, m.message_id).bind(2, stream.stream_id).bind(3, m.destination)
           .bind(4, m.payload_json).bind(5, ts);
         if (step(**ins, "queueing outbox message", persistence_errc::invalid_argument,
-                 "outbox message id '" + m.message_id + "' is already used", batch_err))
+                 [&] { return "outbox message id '" + m.message_id + "' is already used"; },
+                 batch_err))
           return stopped();
       }
     }
     stream.highest = seq - 1;
-    batch_streams[w.persistence_id] = stream;
+    if (last_entry->gen != gen) {
+      last_entry->gen = gen;
+      touched.push_back(last_entry);
+    }
+    last_entry->pending = stream;
     result.highest_seq = stream.highest;
     return {result, false};
   }
@@ -733,7 +754,10 @@ struct sqlite_journal::impl {
     std::vector<caf::expected<write_result>> results;
     results.reserve(batch.size());
     caf::error batch_err = writer.exec("BEGIN IMMEDIATE");
-    batch_streams.clear();
+    if (streams.size() >= cfg.stream_cache_entries)
+      streams.clear();  // bounded memory: a cold miss costs one indexed lookup
+    ++gen;
+    touched.clear();
     if (!batch_err) {
       for (auto& pw : batch) {
         auto out = store_write(pw.w, ts);
@@ -750,7 +774,8 @@ struct sqlite_journal::impl {
       rollback();
       // After an I/O error the writer's view may be stale: relearn from the file.
       streams.clear();
-      batch_streams.clear();
+      touched.clear();
+      ++gen;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
         if (i < results.size() && !results[i])
@@ -760,9 +785,10 @@ struct sqlite_journal::impl {
       }
       return;
     }
-    for (auto& [id, st] : batch_streams)
-      streams[id] = st;
-    batch_streams.clear();
+    for (auto* e : touched)
+      e->committed = e->pending;
+    touched.clear();
+    ++gen;
     n_transactions.fetch_add(1, std::memory_order_relaxed);
     n_writes.fetch_add(batch.size(), std::memory_order_relaxed);
     if (batch.size() > n_max_batch.load(std::memory_order_relaxed))
@@ -963,6 +989,9 @@ caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequenc
       return st.error();
     auto& s = **st;
     reset_guard guard{s};
+    if (stream->second >= from)
+      out.events.reserve(static_cast<std::size_t>(
+        std::min<std::uint64_t>({stream->second - from + 1, max, to - from + 1, 100000})));
     s.bind(1, stream->first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
