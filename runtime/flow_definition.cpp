@@ -42,6 +42,8 @@ std::vector<std::pair<std::string, std::string>> successors(const flow_step& s) 
           out.emplace_back("retry.on_exhausted", k.retry->on_exhausted);
       } else if constexpr (std::is_same_v<T, wait_step>) {
         out.emplace_back("next", k.next);
+        for (std::size_t i = 0; i < k.alternatives.size(); ++i)
+          out.emplace_back("alternatives[" + std::to_string(i) + "].next", k.alternatives[i].second);
         if (k.timeout)
           out.emplace_back("on_timeout", k.on_timeout);
       } else if constexpr (std::is_same_v<T, decide_step>) {
@@ -122,6 +124,14 @@ caf::error validate(const flow_definition& def) {
             err = invalid(f, s.name, "timeout_ms", "must be > 0");
           else if (!k.timeout && !k.on_timeout.empty())
             err = invalid(f, s.name, "on_timeout", "is set but the wait has no timeout");
+          for (std::size_t i = 0; i < k.alternatives.size() && !err; ++i) {
+            const auto& ev = k.alternatives[i].first;
+            if (ev.empty())
+              err = invalid(f, s.name, "alternatives[" + std::to_string(i) + "].event", "is empty");
+            else if (ev == k.event)
+              err = invalid(f, s.name, "alternatives[" + std::to_string(i) + "].event",
+                            "repeats the wait's own event '" + ev + "'");
+          }
         } else if constexpr (std::is_same_v<T, decide_step>) {
           static const std::set<std::string> ops{"==", "!=", "<", "<=", ">", ">=", "exists",
                                                  "missing"};
@@ -282,6 +292,16 @@ flow_builder& flow_builder::timeout(std::chrono::milliseconds after, std::string
     } else if (error_.empty()) {
       error_ = "timeout() follows step '" + s->name + "', which is not a wait step";
     }
+  }
+  return *this;
+}
+
+flow_builder& flow_builder::or_event(std::string event, std::string next) {
+  if (auto* s = last("or_event")) {
+    if (auto* w = std::get_if<wait_step>(&s->kind))
+      w->alternatives.emplace_back(std::move(event), std::move(next));
+    else if (error_.empty())
+      error_ = "or_event() follows step '" + s->name + "', which is not a wait step";
   }
   return *this;
 }

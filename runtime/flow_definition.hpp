@@ -52,6 +52,9 @@ struct wait_step {
   std::optional<std::chrono::milliseconds> timeout;
   std::string on_timeout;   ///< step after a timeout (required with a timeout)
   std::string next;
+  /// Other events that also end this wait, each with its own next step (e.g.
+  /// payment.failed -> "payment failed"); same correlation field, fields merged too.
+  std::vector<std::pair<std::string, std::string>> alternatives;  ///< (event, next)
 };
 
 /// One branch of a decide step: when data at `path` compares to `value` with `op`
@@ -76,7 +79,8 @@ enum class flow_outcome { completed, failed, canceled };
 [[nodiscard]] const char* to_string(flow_outcome o) noexcept;
 
 /// End the flow. With `compensate`, the compensations of completed steps run first (in
-/// reverse order). An optional domain event is published (e.g. order.completed).
+/// reverse order). An optional domain event is published (e.g. order.completed) with the
+/// flow data as payload. A reason of the form "$field" is taken from flow data.
 struct end_step {
   flow_outcome outcome = flow_outcome::completed;
   std::string reason;
@@ -145,6 +149,9 @@ public:
 
   /// Sets a timeout on the last added (wait) step.
   flow_builder& timeout(std::chrono::milliseconds after, std::string on_timeout);
+
+  /// The last added wait also ends when `event` arrives, continuing at `next`.
+  flow_builder& or_event(std::string event, std::string next);
 
   /// Merges event field `event_path` into flow data at `data_path` (last added wait).
   flow_builder& merge(std::string data_path, std::string event_path);

@@ -316,8 +316,13 @@ public:
         || name == def_.trigger.event)
       return true;
     for (const auto& s : def_.steps)
-      if (auto* w = std::get_if<wait_step>(&s.kind); w && w->event == name)
-        return true;
+      if (auto* w = std::get_if<wait_step>(&s.kind)) {
+        if (w->event == name)
+          return true;
+        for (const auto& [ev, next] : w->alternatives)
+          if (ev == name)
+            return true;
+      }
     return false;
   }
 
@@ -441,9 +446,10 @@ public:
   /// Leaves a wait (the timeout timer goes with it).
   void leave_wait() { rec_.timers_to_cancel.push_back("timeout"); }
 
-  /// Consumes `payload` of `event` at the current wait, then runs on from its next step.
-  void consume(const wait_step& w, const std::string& event, const json::object& payload,
-               std::optional<std::size_t> buffer_index) {
+  /// Consumes `payload` of `event` at wait `w` (the current step, or the one being
+  /// entered when the event was buffered early), then runs on from the event's next step.
+  void consume(const std::string& step, const wait_step& w, const std::string& event,
+               const json::object& payload, std::optional<std::size_t> buffer_index) {
     json::object merged;
     if (w.merge.empty()) {
       merged = payload;  // default: the event's fields become flow data
@@ -453,12 +459,31 @@ public:
         if (auto* v = lookup(payload, event_path))
           merged[data_path] = *v;
     }
-    json::object ev{{"step", st_.position}, {"event", event}, {"merged", merged}};
+    json::object ev{{"step", step}, {"event", event}, {"merged", merged}};
     if (buffer_index)
       ev["buffer_index"] = *buffer_index;
     emit("flow.event_consumed", std::move(ev));
-    leave_wait();
-    from(w.next);
+    if (!buffer_index)
+      leave_wait();
+    from(next_after(w, event));
+  }
+
+  /// The step a wait continues with when `event` ends it.
+  static const std::string& next_after(const wait_step& w, const std::string& event) {
+    for (const auto& [ev, next] : w.alternatives)
+      if (ev == event)
+        return next;
+    return w.next;
+  }
+
+  /// True if `event` ends wait `w`.
+  static bool ends_wait(const wait_step& w, const std::string& event) {
+    if (w.event == event)
+      return true;
+    for (const auto& [ev, next] : w.alternatives)
+      if (ev == event)
+        return true;
+    return false;
   }
 
   /// Drops buffered events whose time to live has passed (they expire in arrival order).
@@ -505,22 +530,13 @@ private:
   std::optional<std::string> execute(const flow_step& step, const wait_step& k) {
     prune_buffer();
     for (std::size_t i = 0; i < st_.buffer.size(); ++i) {
-      if (st_.buffer[i].event != k.event)
+      if (!ends_wait(k, st_.buffer[i].event))
         continue;
       // An early event: consumed now instead of waiting for it.
+      auto event = st_.buffer[i].event;
       auto payload = st_.buffer[i].payload;
-      json::object merged;
-      if (k.merge.empty()) {
-        merged = payload;
-        merged.erase(b_.definition().key);
-      } else {
-        for (const auto& [data_path, event_path] : k.merge)
-          if (auto* v = lookup(payload, event_path))
-            merged[data_path] = *v;
-      }
-      emit("flow.event_consumed", {{"step", step.name}, {"event", k.event}, {"merged", merged},
-                                   {"buffer_index", i}});
-      return k.next;
+      consume(step.name, k, event, payload, i);
+      return std::nullopt;  // consume() ran on from the event's next step
     }
     persistence::time_ms deadline = 0;
     if (k.timeout) {
@@ -528,7 +544,10 @@ private:
       rec_.timers_to_set.push_back({"timeout", deadline, -1, flow_timeout_command,
                                     json::object{{"step", step.name}}});
     }
-    emit("flow.waiting", {{"step", step.name}, {"event", k.event}, {"deadline", deadline}});
+    std::string events = k.event;
+    for (const auto& [ev, next] : k.alternatives)
+      events += " | " + ev;
+    emit("flow.waiting", {{"step", step.name}, {"event", events}, {"deadline", deadline}});
     return std::nullopt;
   }
 
@@ -540,7 +559,13 @@ private:
   }
 
   std::optional<std::string> execute(const flow_step&, const end_step& k) {
-    end(k.outcome, k.reason, k.compensate, k.publish_event);
+    auto reason = k.reason;
+    if (reason.size() > 1 && reason[0] == '$') {
+      auto* v = lookup(st_.data, std::string_view{reason}.substr(1));
+      reason = v == nullptr ? std::string{} : v->is_string() ? std::string{v->as_string()}
+                                                             : json::serialize(*v);
+    }
+    end(k.outcome, std::move(reason), k.compensate, k.publish_event);
     return std::nullopt;
   }
 
@@ -650,10 +675,12 @@ flow_behavior::decide(const actors::entity_state& s, const actors::command_envel
   }
   if (ended(st))
     return actors::decision_record{};  // nothing waits for it any more
-  if (st.waiting_for && *st.waiting_for == cmd.name) {
+  if (st.waiting_for) {
     const auto& w = std::get<wait_step>(step(st.position).kind);
-    r.consume(w, cmd.name, payload, std::nullopt);
-    return std::move(r).finish();
+    if (run::ends_wait(w, cmd.name)) {
+      r.consume(st.position, w, cmd.name, payload, std::nullopt);
+      return std::move(r).finish();
+    }
   }
   if (cmd.name == def_.trigger.event)
     return actors::decision_record{};  // a second trigger for a running flow
@@ -683,8 +710,11 @@ std::vector<std::pair<std::string, std::string>> flow_subscriptions(const flow_d
   if (!def.trigger.event.empty())
     add(def.trigger.event, def.key);
   for (const auto& s : def.steps)
-    if (auto* w = std::get_if<wait_step>(&s.kind))
+    if (auto* w = std::get_if<wait_step>(&s.kind)) {
       add(w->event, w->correlation);
+      for (const auto& [ev, next] : w->alternatives)
+        add(ev, w->correlation);
+    }
   return out;
 }
 
