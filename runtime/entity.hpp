@@ -8,6 +8,7 @@
 #include "persistence/persistence_error.hpp"
 
 #include <boost/describe.hpp>
+#include <boost/mp11/algorithm.hpp>
 #include <boost/json.hpp>
 
 #include <chrono>
@@ -66,6 +67,27 @@ struct rejection {
 /// The outcome of decide(): events to store plus effects that are stored in the same
 /// atomic write (outbox messages, timers) or happen after it (reply, snapshot).
 /// `Event` is the entity's event variant.
+/// Decodes `v` into `T` as a tolerant reader: for a described struct, fields of `v` that
+/// `T` does not declare are ignored (newer senders, injected fields such as late_by_ms);
+/// missing or mistyped fields still fail (throws boost::system::system_error).
+template <class T>
+T from_json(const boost::json::value& v) {
+  if constexpr (boost::describe::has_describe_members<T>::value) {
+    if (v.is_object()) {
+      boost::json::object known;
+      const auto& obj = v.as_object();
+      boost::mp11::mp_for_each<
+        boost::describe::describe_members<T, boost::describe::mod_public>>([&](auto member) {
+        if (auto it = obj.find(member.name); it != obj.end())
+          known.emplace(member.name, it->value());
+      });
+      // Parentheses: braces would pick the initializer-list constructor (an array).
+      return boost::json::value_to<T>(boost::json::value(std::move(known)));
+    }
+  }
+  return boost::json::value_to<T>(v);
+}
+
 template <class Event>
 class decision {
 public:
@@ -218,7 +240,7 @@ struct variant_codec<std::variant<Ts...>> {
       std::unordered_map<std::string_view, decoder> t;
       (t.emplace(message_name<Ts>(),
                  [](const boost::json::value& v) -> variant {
-                   return variant{boost::json::value_to<Ts>(v)};
+                   return variant{from_json<Ts>(v)};
                  }),
        ...);
       return t;

@@ -235,8 +235,20 @@ void apply_event(flow_state& st, std::string_view name, const json::object& p) {
     st.position.clear();
     st.waiting_for.reset();
     st.deadline = 0;
+  } else if (name == "flow.send_failed") {
+    // Attempts exhausted: the command never took effect, so there is nothing to
+    // compensate for this send (its latest one, if the step ran more than once).
+    if (auto it = p.find("exhausted"); it != p.end() && it->value().is_bool()
+                                       && it->value().as_bool()) {
+      auto step = str(p, "step");
+      for (auto c = st.completed.rbegin(); c != st.completed.rend(); ++c)
+        if (c->step == step) {
+          c->compensation.reset();
+          break;
+        }
+    }
   }
-  // flow.send_failed and flow.retry_scheduled are history only.
+  // flow.retry_scheduled is history only.
 }
 
 json::object encode(const flow_state& st) {
@@ -515,7 +527,7 @@ private:
                               "flow data has no field '" + c.id_from + "' (id of the "
                                 + c.entity_type + " to send " + c.command + " to, step '" + step
                                 + "')");
-    auto payload = fill(c.payload.is_null() ? json::value{json::object{}} : c.payload, st_.data);
+    auto payload = fill(c.payload.is_null() ? json::value(json::object{}) : c.payload, st_.data);
     if (!payload)
       return payload.error();
     return actors::outgoing_command{c.entity_type, id_text(*id), c.command, std::move(*payload), {}};
@@ -646,8 +658,10 @@ flow_behavior::decide(const actors::entity_state& s, const actors::command_envel
     if (k == nullptr)
       return actors::decision_record{};
     auto reason = str(payload, "reason");
-    r.emit("flow.send_failed", {{"step", step_name}, {"attempt", attempt}, {"reason", reason}});
-    if (k->retry && attempt < static_cast<std::int64_t>(k->retry->max_attempts)) {
+    bool retry = k->retry && attempt < static_cast<std::int64_t>(k->retry->max_attempts);
+    r.emit("flow.send_failed",
+           {{"step", step_name}, {"attempt", attempt}, {"reason", reason}, {"exhausted", !retry}});
+    if (retry) {
       auto delay = static_cast<double>(k->retry->initial_interval.count())
                    * std::pow(k->retry->factor, static_cast<double>(attempt - 1));
       auto due = r.now() + static_cast<persistence::time_ms>(delay);

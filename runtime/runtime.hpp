@@ -66,7 +66,7 @@ public:
                        [fn = std::move(correlate)](const boost::json::value& v)
                          -> caf::expected<std::string> {
                          try {
-                           return fn(boost::json::value_to<Ev>(v));
+                           return fn(from_json<Ev>(v));
                          } catch (const std::exception& e) {
                            return actors::make_actor_error(actors::actor_errc::undecodable_command,
                                                            e.what());
@@ -143,7 +143,7 @@ public:
                                         "the decision for " + std::string{C::command_name}
                                           + " replied nothing");
       try {
-        return boost::json::value_to<Reply>(*r->reply);
+        return from_json<Reply>(*r->reply);
       } catch (const std::exception& e) {
         return actors::make_actor_error(actors::actor_errc::undecodable_command,
                                         std::string{"reply does not decode: "} + e.what());
