@@ -71,6 +71,7 @@ bool idle(const entity_actor_state& st) {
 }
 
 void process(self_ptr self);
+void maybe_snapshot(self_ptr self, std::size_t new_events, bool requested);
 void start_recovery(self_ptr self);
 
 void notify_drained(self_ptr self) {
@@ -421,9 +422,11 @@ void process(self_ptr self) {
       return;
     }
     if (!decided) {
-      // Rejected: nothing stored, state unchanged. A fired timer is still consumed: its
-      // removal is written, and the rejection is reported once that is stored.
-      if (!pc.cmd.timer_name.empty()) {
+      // Rejected: nothing stored, state unchanged. A fired timer or a message with an id
+      // (outbox, subscription) is still consumed: the timer's removal or the processed
+      // message id is written, and the rejection is reported once that is stored. So a
+      // redelivery is acknowledged as a duplicate, not decided again (exactly-once).
+      if (!pc.cmd.timer_name.empty() || !pc.cmd.message_id.empty()) {
         decision_record empty;
         auto w = std::move(*make_write(st, pc.cmd, empty));
         st.in_flight = std::move(pc);
@@ -443,6 +446,8 @@ void process(self_ptr self) {
     auto w = std::move(*written);
     if (stores_nothing(w)) {
       reply(pc.promise, command_reply{decided->reply, st.highest, false});
+      if (decided->snapshot_requested && st.highest > 0)
+        maybe_snapshot(self, 0, true);  // nothing to store, but a snapshot was asked for
       continue;
     }
     st.in_flight = std::move(pc);
@@ -535,6 +540,13 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     return;
   }
   reply(pc.promise, err);
+  if (persistence::persistence_code(err) == persistence::persistence_errc::sequence_conflict) {
+    // JOURNAL.md §6: nothing was stored, but this instance's view of its stream is stale
+    // (another writer, or an earlier "failed" write that did commit): reload it now.
+    st.ctx->log->warn("[{}] write rejected, reloading: {}", st.pid, persistence::describe(err));
+    start_recovery(self);
+    return;
+  }
   if (persistence::is_rejection(err)) {
     // Definitely not stored: keep running with the state unchanged.
     st.ctx->log->warn("[{}] write rejected: {}", st.pid, persistence::describe(err));

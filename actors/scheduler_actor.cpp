@@ -12,6 +12,8 @@
 
 #include <boost/json.hpp>
 
+#include <limits>
+
 namespace longhaul::actors {
 
 namespace {
@@ -42,6 +44,8 @@ void refill(self_ptr self) {
                        persistence::describe(rows.error()));
     return;
   }
+  // Timers waiting for a retry keep their backoff: a refill must not retry them early.
+  auto previous = std::move(st.window);
   st.window.clear();
   st.due_of.clear();
   for (const auto& [k, p] : st.in_flight)
@@ -50,11 +54,18 @@ void refill(self_ptr self) {
     key k{r.due_ms, r.persistence_id, r.name};
     if (st.in_flight.count(k) > 0)
       continue;
+    scheduler_state::pending p{std::move(r.payload_json), 0, 0};
+    if (auto old = previous.find(k); old != previous.end()) {
+      p.not_before = old->second.not_before;
+      p.attempts = old->second.attempts;
+    }
     st.due_of[timer_id(r.persistence_id, r.name)] = r.due_ms;
-    st.window.emplace(std::move(k), scheduler_state::pending{std::move(r.payload_json), 0, 0});
+    st.window.emplace(std::move(k), std::move(p));
   }
   st.window_truncated = rows->size() >= st.ctx->settings.timer_window;
-  st.window_end = st.window_truncated ? std::get<0>(st.window.rbegin()->first) : until;
+  // The last row read, not the window's last entry: every row read may be in flight
+  // (timer_window <= timers_max_in_flight), leaving the window empty.
+  st.window_end = st.window_truncated ? rows->back().due_ms : until;
 }
 
 void remove_timer(scheduler_state& st, const std::string& pid, const std::string& name) {
@@ -68,13 +79,20 @@ void remove_timer(scheduler_state& st, const std::string& pid, const std::string
 /// Arms one wake-up for the next thing to do: the earliest firing or the next refill.
 void arm(self_ptr self) {
   auto& st = self->state;
-  auto next = st.window_end;
+  // All delivery slots taken: the next answer calls fire_due. Arming now would wake the
+  // scheduler over and over for timers it cannot deliver yet.
+  if (st.in_flight.size() >= st.ctx->settings.timers_max_in_flight)
+    return;
+  // A complete window is refilled when time reaches its end; a truncated one when it
+  // runs low (needs_refill), which no clock time announces.
+  constexpr auto never = std::numeric_limits<persistence::time_ms>::max();
+  auto next = st.window_truncated ? never : st.window_end;
   for (const auto& [k, p] : st.window) {
     if (std::get<0>(k) > next)
       break;
     next = std::min(next, std::max(std::get<0>(k), p.not_before));
   }
-  if (next < 0 || next == st.armed_for)
+  if (next < 0 || next == never || next == st.armed_for)
     return;
   auto delay = st.ctx->time->real_delay_until(next);
   if (!delay)
@@ -99,7 +117,9 @@ void dead_letter(self_ptr self, const key& k, const std::string& payload, std::s
     st.ctx->log->error("recording dead letter failed: {}", persistence::describe(err));
 }
 
-void on_answer(self_ptr self, const key& k, const caf::error& err) {
+/// Handles the outcome of a delivery. `refire`: look for more due timers afterwards
+/// (false when called from inside fire_due's loop, which must not be re-entered).
+void on_answer(self_ptr self, const key& k, const caf::error& err, bool refire) {
   auto& st = self->state;
   auto it = st.in_flight.find(k);
   if (it == st.in_flight.end())
@@ -127,7 +147,8 @@ void on_answer(self_ptr self, const key& k, const caf::error& err) {
                       persistence::describe(err));
     st.window.emplace(k, std::move(p));
   }
-  fire_due(self);
+  if (refire)
+    fire_due(self);
 }
 
 void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
@@ -140,7 +161,8 @@ void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
   if (!target || ec || !doc.is_object() || !doc.as_object().contains("name")
       || !doc.at("name").is_string()) {
     on_answer(self, k, make_actor_error(actor_errc::undecodable_command,
-                                        "stored timer payload is not {name, payload}"));
+                                        "stored timer payload is not {name, payload}"),
+              false);
     return;
   }
   command_envelope cmd;
@@ -159,18 +181,31 @@ void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
     st.ctx->log->info("[{}] timer '{}' fired {} ms late", pid, name, cmd.late_by_ms);
   auto sup = caf::actor_cast<caf::actor>(st.supervisor);
   if (!sup) {
-    on_answer(self, k, make_actor_error(actor_errc::stopping, "supervisor is gone"));
+    on_answer(self, k, make_actor_error(actor_errc::stopping, "supervisor is gone"), false);
     return;
   }
   self->request(sup, delivery_timeout, std::move(cmd))
-    .then([self, k](command_reply&) { on_answer(self, k, caf::error{}); },
-          [self, k](caf::error& err) { on_answer(self, k, err); });
+    .then([self, k](command_reply&) { on_answer(self, k, caf::error{}, true); },
+          [self, k](caf::error& err) { on_answer(self, k, err, true); });
+}
+
+/// Whether the window must be reloaded from the journal before firing (S2).
+bool needs_refill(const scheduler_state& st, persistence::time_ms now) {
+  if (st.window_end < 0)
+    return true;
+  if (!st.window_truncated)
+    return now >= st.window_end;
+  // Truncated: the window holds the earliest stored timers and fires them in due order,
+  // so timers beyond its end are not needed before it runs low, however late it is.
+  // (Refilling whenever now >= window_end re-read the whole window for every firing
+  // while the instances worked through a backlog.)
+  return st.window.size() <= st.ctx->settings.timer_window / 2;
 }
 
 void fire_due(self_ptr self) {
   auto& st = self->state;
   auto now = st.ctx->time->now();
-  if (st.window_end < 0 || now >= st.window_end || (st.window.empty() && st.window_truncated))
+  if (needs_refill(st, now))
     refill(self);
   auto max = st.ctx->settings.timers_max_in_flight;
   for (auto it = st.window.begin(); it != st.window.end() && st.in_flight.size() < max;) {

@@ -1,0 +1,429 @@
+// Child process of flow_crash_test: runs order sagas (shop::order_flow, waits shortened)
+// in a SQLite-backed runtime with a real scheduler and an accelerated clock, so that
+// timeouts come due within the run, until the parent SIGKILLs it; a final run lets every
+// flow end. A reference mode runs the same inputs once, uninterrupted, deterministically.
+//
+// Usage: flow_crash_child --db PATH --mode crash|final|reference [--orders N] [--upto U]
+//                         [--factor F] [--clock-start-ms T] [--goods-timeout-ms G]
+//                         [--payment-timeout-ms P] [--passivate-ms MS]
+//                         [--drain-timeout-ms MS]
+// Orders "o<i>" (i < U) are started with data that picks their path from i % 8 (keep in
+// sync with flow_crash_test.cpp): 0-3 and 7 complete (7 pays exactly the limit, 1000);
+// 4 orders "unobtainium", whose goods wait times out (failed, payment refunded); 5 orders
+// "unobtainium" too and is canceled by this driver once it waits for the goods (canceled,
+// refunded); 6 pays 5000, over the payment's limit, so its payment wait times out
+// (canceled). Waits are G and P clock ms. A "ledger" entity subscribes to order.completed
+// and payment.failed, so every published event has a receiver.
+// Clock: accelerated by F from clock time T (the parent passes where the previous run's
+// clock stopped, so clock time stands still while no child runs). Reference mode: a
+// virtual clock from T, CAF's test scheduler, the journal written inline.
+// stdout: "ready" after start(), "started" when every order up to U was started, "canceled"
+// when every order of path 5 was canceled; final and reference runs then "done" after
+// every flow ended and a clean stop. Exit codes: 0 clean end, 2 bad arguments, 3 start
+// failed, 4 a command failed, 5 flows still running after the drain timeout.
+#include "persistence/sqlite_journal.hpp"
+#include "runtime/runtime.hpp"
+#include "tests/runtime/flow_entities.hpp"
+
+#include <boost/describe.hpp>
+#include <boost/json.hpp>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <unistd.h>
+
+namespace ledgers {
+
+/// order.completed: the order flow's data.
+struct order_completed {
+  static constexpr auto event_name = "order.completed";
+  static constexpr std::uint32_t schema_version = 1;
+  std::string order_id;
+  std::int64_t total = 0;
+  std::string article;
+  std::int64_t amount = 0;
+  std::string pick_id;
+};
+struct completion_seen {
+  static constexpr auto event_name = "ledger.completion_seen";
+  static constexpr std::uint32_t schema_version = 1;
+  std::string order_id;
+  std::string pick_id;
+};
+struct failure_seen {
+  static constexpr auto event_name = "ledger.payment_failure_seen";
+  static constexpr std::uint32_t schema_version = 1;
+  std::string order_id;
+  std::string reason;
+};
+BOOST_DESCRIBE_STRUCT(order_completed, (), (order_id, total, article, amount, pick_id))
+BOOST_DESCRIBE_STRUCT(completion_seen, (), (order_id, pick_id))
+BOOST_DESCRIBE_STRUCT(failure_seen, (), (order_id, reason))
+struct ledger_state {
+  std::int64_t seen = 0;
+};
+BOOST_DESCRIBE_STRUCT(ledger_state, (), (seen))
+
+/// Records each order.completed and payment.failed it receives (instance = order id).
+struct ledger {
+  static constexpr auto type_name = "ledger";
+  using state = ledger_state;
+  using command = std::variant<order_completed, shop::payment_failed>;
+  using event = std::variant<completion_seen, failure_seen>;
+  static longhaul::decision<event> decide(const state&, const command& c) {
+    if (auto* done = std::get_if<order_completed>(&c))
+      return completion_seen{done->order_id, done->pick_id};
+    const auto& failed = std::get<shop::payment_failed>(c);
+    return failure_seen{failed.order_id, failed.reason};
+  }
+  static void apply(state& s, const event&) { ++s.seen; }
+};
+
+}  // namespace ledgers
+
+namespace {
+
+namespace json = boost::json;
+namespace lp = longhaul::persistence;
+
+struct options {
+  std::string db;
+  std::string mode;
+  std::uint64_t orders = 200;
+  std::uint64_t upto = 200;
+  std::uint64_t factor = 3600;
+  std::uint64_t clock_start_ms = 0;
+  std::uint64_t goods_timeout_ms = 12 * 3600 * 1000;
+  std::uint64_t payment_timeout_ms = 16 * 3600 * 1000;
+  std::uint64_t passivate_ms = 300;
+  std::uint64_t drain_timeout_ms = 120000;
+};
+
+[[noreturn]] void die(int code, const std::string& what) {
+  std::fprintf(stderr, "flow_crash_child: %s\n", what.c_str());
+  std::fflush(stderr);
+  ::_exit(code);  // no destructors: other threads may still use the runtime
+}
+
+void say(std::string_view line) {
+  std::string text{line};
+  text += '\n';
+  std::size_t done = 0;
+  while (done < text.size()) {
+    auto n = ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      die(2, "cannot write to stdout");
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+options parse_options(int argc, char** argv) {
+  options opts;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    if (i + 1 >= argc)
+      die(2, "missing value after " + std::string{flag});
+    std::string_view value = argv[++i];
+    if (flag == "--db") {
+      opts.db = value;
+      continue;
+    }
+    if (flag == "--mode") {
+      opts.mode = value;
+      continue;
+    }
+    std::uint64_t* number = flag == "--orders"               ? &opts.orders
+                            : flag == "--upto"               ? &opts.upto
+                            : flag == "--factor"             ? &opts.factor
+                            : flag == "--clock-start-ms"     ? &opts.clock_start_ms
+                            : flag == "--goods-timeout-ms"   ? &opts.goods_timeout_ms
+                            : flag == "--payment-timeout-ms" ? &opts.payment_timeout_ms
+                            : flag == "--passivate-ms"       ? &opts.passivate_ms
+                            : flag == "--drain-timeout-ms"   ? &opts.drain_timeout_ms
+                                                             : nullptr;
+    if (number == nullptr)
+      die(2, "unknown option " + std::string{flag});
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), *number);
+    if (ec != std::errc{} || end != value.data() + value.size())
+      die(2, "option " + std::string{flag} + " needs a number, got '" + std::string{value} + "'");
+  }
+  if (opts.db.empty())
+    die(2, "--db is required");
+  if (opts.mode != "crash" && opts.mode != "final" && opts.mode != "reference")
+    die(2, "--mode must be crash, final or reference");
+  if (opts.orders == 0 || opts.orders > 100000 || opts.upto > opts.orders)
+    die(2, "--orders must be 1..100000 and --upto at most --orders");
+  if (opts.factor == 0 || opts.goods_timeout_ms == 0 || opts.payment_timeout_ms == 0)
+    die(2, "--factor and the timeouts must be > 0");
+  if (opts.mode != "crash")
+    opts.upto = opts.orders;
+  return opts;
+}
+
+// -- the orders ------------------------------------------------------------------------
+
+std::string order_id(std::uint64_t i) { return "o" + std::to_string(i); }
+
+bool canceled_by_driver(std::uint64_t i) { return i % 8 == 5; }
+
+/// Initial data of order i (its path: see the file comment).
+json::object order_data(std::uint64_t i) {
+  switch (i % 8) {
+    case 4:
+    case 5: return {{"total", 200 + static_cast<std::int64_t>(i)}, {"article", "unobtainium"}};
+    case 6: return {{"total", 5000}, {"article", "book"}};
+    case 7: return {{"total", 1000}, {"article", "lamp"}};
+    default: return {{"total", 100 + static_cast<std::int64_t>(i)}, {"article", "book"}};
+  }
+}
+
+/// shop::order_flow with its two waits set to `goods` and `payment` clock ms.
+longhaul::flow_definition crash_order_flow(const options& opts) {
+  auto def = shop::order_flow().build();
+  if (!def)
+    die(2, "order flow: " + lp::describe(def.error()));
+  for (auto& step : def->steps)
+    if (auto* w = std::get_if<longhaul::wait_step>(&step.kind)) {
+      if (step.name == "await payment")
+        w->timeout = std::chrono::milliseconds{opts.payment_timeout_ms};
+      else if (step.name == "await goods")
+        w->timeout = std::chrono::milliseconds{opts.goods_timeout_ms};
+      else
+        die(2, "order flow has an unexpected wait '" + step.name + "'");
+    }
+  if (auto err = longhaul::validate(*def))
+    die(2, "order flow: " + lp::describe(err));
+  return std::move(*def);
+}
+
+// -- reference mode: SQLite written inline for the deterministic scheduler -------------
+
+/// Passes every call to a SQLite journal, completing writes on the calling thread.
+class inline_sqlite final : public lp::journal {
+public:
+  explicit inline_sqlite(std::unique_ptr<lp::sqlite_journal> inner) : inner_(std::move(inner)) {}
+
+  void write(lp::atomic_write w, lp::write_callback done) override {
+    done(inner_->write_and_wait(std::move(w)));
+  }
+  caf::expected<lp::replay_result> replay(std::string_view id, lp::sequence_nr from,
+                                          lp::sequence_nr to, std::uint64_t max) override {
+    return inner_->replay(id, from, to, max);
+  }
+  caf::expected<lp::sequence_nr> highest_seq(std::string_view id) override {
+    return inner_->highest_seq(id);
+  }
+  caf::error delete_up_to(std::string_view id, lp::sequence_nr n) override {
+    return inner_->delete_up_to(id, n);
+  }
+  caf::expected<std::vector<lp::event_record>>
+  read_all(std::uint64_t after, std::uint64_t max, const std::optional<std::string>& tag) override {
+    return inner_->read_all(after, max, tag);
+  }
+  caf::error save_snapshot(lp::snapshot_record snap) override {
+    return inner_->save_snapshot(std::move(snap));
+  }
+  caf::expected<std::optional<lp::snapshot_record>>
+  load_snapshot(std::string_view id, const lp::snapshot_selection& sel) override {
+    return inner_->load_snapshot(id, sel);
+  }
+  caf::error delete_snapshots(std::string_view id, const lp::snapshot_selection& sel) override {
+    return inner_->delete_snapshots(id, sel);
+  }
+  caf::expected<std::vector<lp::timer_record>> timers_due(lp::time_ms until,
+                                                          std::uint64_t max) override {
+    return inner_->timers_due(until, max);
+  }
+  caf::expected<std::vector<lp::timer_record>> timers_of(std::string_view id) override {
+    return inner_->timers_of(id);
+  }
+  caf::expected<std::vector<lp::outbox_record>> outbox_pending(std::uint64_t after,
+                                                               std::uint64_t max) override {
+    return inner_->outbox_pending(after, max);
+  }
+  caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override {
+    return inner_->outbox_delivered(std::move(seqs));
+  }
+  caf::error record_dead_letter(lp::dead_letter_record rec) override {
+    return inner_->record_dead_letter(std::move(rec));
+  }
+  caf::expected<std::vector<lp::dead_letter_record>> dead_letters(std::uint64_t after,
+                                                                  std::uint64_t max) override {
+    return inner_->dead_letters(after, max);
+  }
+  caf::expected<bool> is_processed(std::string_view id, std::string_view message_id) override {
+    return inner_->is_processed(id, message_id);
+  }
+  void flush() override { inner_->flush(); }
+
+private:
+  std::unique_ptr<lp::sqlite_journal> inner_;
+};
+
+// -- driving the orders ----------------------------------------------------------------
+
+/// Starts orders 0..upto-1; an order a previous run started is refused and skipped.
+void start_orders(longhaul::runtime& rt, const options& opts) {
+  for (std::uint64_t i = 0; i < opts.upto; ++i) {
+    auto err = rt.start_flow("order", order_id(i), order_data(i));
+    if (err && longhaul::actors::actor_code(err) != longhaul::actors::actor_errc::rejected)
+      die(4, "start " + order_id(i) + ": " + lp::describe(err));
+  }
+}
+
+bool ended(const std::string& status) {
+  return status == "completed" || status == "failed" || status == "canceled";
+}
+
+/// One pass over the orders of path 5: cancels those waiting for their goods. Returns
+/// true when every one of them (up to `upto`) has ended.
+bool cancel_pass(longhaul::runtime& rt, const options& opts) {
+  bool all_ended = true;
+  for (std::uint64_t i = 0; i < opts.upto; ++i) {
+    if (!canceled_by_driver(i))
+      continue;
+    auto st = rt.flow_status_of("order", order_id(i));
+    if (!st)
+      die(4, "status " + order_id(i) + ": " + lp::describe(st.error()));
+    if (ended(st->status))
+      continue;
+    all_ended = false;
+    if (st->waiting_for != "goods.fetched")
+      continue;
+    auto err = rt.cancel_flow("order", order_id(i), "customer canceled");
+    // Refused only if it ended meanwhile (the next pass sees that).
+    if (err && longhaul::actors::actor_code(err) != longhaul::actors::actor_errc::rejected)
+      die(4, "cancel " + order_id(i) + ": " + lp::describe(err));
+  }
+  return all_ended;
+}
+
+/// Number of orders that have not ended yet.
+std::uint64_t running_orders(longhaul::runtime& rt, const options& opts) {
+  std::uint64_t running = 0;
+  for (std::uint64_t i = 0; i < opts.orders; ++i) {
+    auto st = rt.flow_status_of("order", order_id(i));
+    if (!st)
+      die(4, "status " + order_id(i) + ": " + lp::describe(st.error()));
+    running += ended(st->status) ? 0 : 1;
+  }
+  return running;
+}
+
+/// True when no outbox message is pending and no timer is stored.
+bool quiet(longhaul::runtime& rt) {
+  auto outbox = rt.journal().outbox_pending(0, 1);
+  auto timers = rt.journal().timers_due(std::numeric_limits<lp::time_ms>::max(), 1);
+  if (!outbox || !timers)
+    die(5, "reading the outbox or the timers failed");
+  return outbox->empty() && timers->empty();
+}
+
+void register_types(longhaul::runtime& rt, const options& opts) {
+  rt.register_entity<shop::payment>()
+    .register_entity<shop::warehouse>()
+    .register_entity<ledgers::ledger>();
+  rt.subscribe<ledgers::order_completed>(
+    "ledger", [](const ledgers::order_completed& e) { return e.order_id; });
+  rt.subscribe<shop::payment_failed>("ledger",
+                                     [](const shop::payment_failed& e) { return e.order_id; });
+  if (auto err = rt.register_flow(crash_order_flow(opts)))
+    die(3, "register_flow: " + lp::describe(err));
+}
+
+/// Reference: the same orders, uninterrupted, on CAF's test scheduler and a virtual clock.
+int run_reference(const options& opts) {
+  auto clock = std::make_shared<longhaul::actors::virtual_clock>(
+    static_cast<lp::time_ms>(opts.clock_start_ms));
+  lp::sqlite_journal_config sc;
+  sc.path = opts.db;
+  sc.sync = lp::sync_mode::off;
+  sc.clock = [clock] { return clock->now(); };
+  auto opened = lp::sqlite_journal::open(sc);
+  if (!opened)
+    die(3, "open: " + lp::describe(opened.error()));
+  longhaul::runtime_config cfg;
+  cfg.deterministic = true;
+  cfg.clock = clock;
+  cfg.passivate_after = std::chrono::milliseconds{0};
+  cfg.log_level = "warn";
+  cfg.journal_override = std::make_shared<inline_sqlite>(std::move(*opened));
+  longhaul::runtime rt{cfg};
+  register_types(rt, opts);
+  if (auto err = rt.start())
+    die(3, "start failed: " + lp::describe(err));
+  say("ready");
+  start_orders(rt, opts);
+  say("started");
+  rt.advance_time(std::chrono::seconds{1});
+  if (!cancel_pass(rt, opts))
+    rt.advance_time(std::chrono::seconds{1});
+  say("canceled");
+  rt.advance_time(std::chrono::milliseconds{opts.goods_timeout_ms + opts.payment_timeout_ms});
+  if (auto left = running_orders(rt, opts); left != 0)
+    die(5, std::to_string(left) + " flows still running in the reference run");
+  rt.advance_time(std::chrono::seconds{1});
+  if (!quiet(rt))
+    die(5, "outbox or timers not empty at the end of the reference run");
+  rt.stop();
+  say("done");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto opts = parse_options(argc, argv);
+  if (opts.mode == "reference")
+    return run_reference(opts);
+  longhaul::runtime_config cfg;
+  cfg.storage = longhaul::storage_kind::sqlite;
+  cfg.database_path = opts.db;
+  cfg.sync = lp::sync_mode::full;
+  cfg.passivate_after = std::chrono::milliseconds{opts.passivate_ms};
+  cfg.log_level = "warn";
+  cfg.clock = std::make_shared<longhaul::actors::accelerated_clock>(
+    static_cast<double>(opts.factor), static_cast<lp::time_ms>(opts.clock_start_ms));
+  longhaul::runtime rt{cfg};
+  register_types(rt, opts);
+  if (auto err = rt.start())
+    die(3, "start failed: " + lp::describe(err));
+  say("ready");
+  start_orders(rt, opts);
+  say("started");
+  auto begin = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()
+                                                                 - begin);
+  };
+  while (!cancel_pass(rt, opts))
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  say("canceled");
+  if (opts.mode == "crash") {
+    for (;;)  // until the parent kills the process
+      std::this_thread::sleep_for(std::chrono::seconds{1});
+  }
+  for (;;) {
+    if (running_orders(rt, opts) == 0 && quiet(rt))
+      break;
+    if (elapsed().count() > static_cast<std::int64_t>(opts.drain_timeout_ms))
+      die(5, "flows still running or messages pending after "
+               + std::to_string(elapsed().count()) + " ms");
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  }
+  say("drained " + std::to_string(elapsed().count()));
+  rt.stop();
+  say("done");
+  return 0;
+}
