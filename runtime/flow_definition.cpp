@@ -3,6 +3,7 @@
 
 #include "persistence/persistence_error.hpp"
 
+#include <functional>
 #include <map>
 #include <set>
 
