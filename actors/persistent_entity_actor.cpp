@@ -518,7 +518,8 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
         self->send(st.scheduler, std::move(tc));
     }
     st.restarts = 0;
-    st.failures.erase(failure_key(pc.cmd));
+    if (!st.failures.empty())  // failure_key serializes the payload: skip it when no-op
+      st.failures.erase(failure_key(pc.cmd));
     st.current = mode::ready;
     if (auto rejection = std::exchange(st.in_flight_rejection, caf::error{}))
       reply(pc.promise, std::move(rejection));

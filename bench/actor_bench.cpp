@@ -293,7 +293,9 @@ public:
       events_.push_back(order_event_json(i * 7'919 + 1));
     }
   }
-  const bench_item::place_order& order(std::uint64_t i) const { return orders_[i % orders_.size()]; }
+  const bench_item::place_order& order(std::uint64_t i) const {
+    return orders_[i % orders_.size()];
+  }
   const std::string& event_json(std::uint64_t i) const { return events_[i % events_.size()]; }
   double average_event_bytes() const {
     double total = 0;
@@ -827,6 +829,7 @@ std::vector<rehydrate_sample> rehydrate(const fs::path& db, const options& o,
 
 struct rss_sample {
   double bytes_per_instance = 0;
+  double heap_bytes_per_instance = 0;  ///< malloc'ed bytes in use (mallinfo2), per instance
   std::uint64_t instances = 0;
   double activation_per_s = 0;
   double stop_s = 0;  ///< stop() with every instance live
@@ -842,17 +845,21 @@ rss_sample rss_per_instance(const fs::path& db, const options& o) {
   activate_all(rt, warm, 0, 50);
   ::malloc_trim(0);
   auto before = rss_bytes();
+  auto heap_before = ::mallinfo2().uordblks;
   auto ids = make_ids("idle", o.rss_instances);
   auto r = activate_all(rt, ids, 0, 50);
   ::malloc_trim(0);
   auto after = rss_bytes();
+  auto heap_after = ::mallinfo2().uordblks;
   auto live = brt.live();
   if (live != warm.size() + ids.size())
     throw std::runtime_error{"rss: " + std::to_string(live) + " live instances, expected "
                              + std::to_string(warm.size() + ids.size())};
   auto delta = after > before ? static_cast<double>(after - before) : 0.0;
-  return {delta / static_cast<double>(ids.size()), live,
-          static_cast<double>(ids.size()) / r.seconds, brt.stop()};
+  auto heap_delta =
+    heap_after > heap_before ? static_cast<double>(heap_after - heap_before) : 0.0;
+  auto n = static_cast<double>(ids.size());
+  return {delta / n, heap_delta / n, live, n / r.seconds, brt.stop()};
 }
 
 // --- raw SQLite --------------------------------------------------------------------------
@@ -1071,7 +1078,8 @@ int run(const options& o) {
     bulk_load(dir / "journal.db", pool, ids, o.rehydrate_events);
     for (std::size_t r = 0; r < o.runs; ++r) {
       auto first = ids.begin() + static_cast<std::ptrdiff_t>(r * o.rehydrate_samples);
-      std::vector<std::string> slice(first, first + static_cast<std::ptrdiff_t>(o.rehydrate_samples));
+      auto last = first + static_cast<std::ptrdiff_t>(o.rehydrate_samples);
+      std::vector<std::string> slice(first, last);
       auto samples = rehydrate(dir / "journal.db", o, slice, o.rehydrate_events);
       rh_s.insert(rh_s.end(), samples.begin(), samples.end());
     }
@@ -1119,7 +1127,8 @@ int run(const options& o) {
                    lb::format_rate(median_field(rec_s, &recovery_sample::instances_per_s))
                      + " instances, cpu "
                      + fixed(median_field(rec_s, &recovery_sample::cpu_us_per_event), 2)
-                     + " us/event, stop() " + fixed(median_field(rec_s, &recovery_sample::stop_s), 1)
+                     + " us/event, stop() "
+                     + fixed(median_field(rec_s, &recovery_sample::stop_s), 1)
                      + " s"});
   if (o.rehydrate) {
     std::vector<double> wall;
@@ -1134,7 +1143,9 @@ int run(const options& o) {
   }
   if (o.rss)
     other.add_row({"RSS per idle instance", fixed(rss_per, 0) + " B",
-                   lb::format_count(o.rss_instances) + " activated at "
+                   "heap in use "
+                     + fixed(median_field(rss_s, &rss_sample::heap_bytes_per_instance), 0)
+                     + " B; " + lb::format_count(o.rss_instances) + " activated at "
                      + lb::format_rate(median_field(rss_s, &rss_sample::activation_per_s))
                      + ", stop() " + fixed(median_field(rss_s, &rss_sample::stop_s), 1)
                      + " s"});

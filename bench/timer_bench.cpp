@@ -382,8 +382,7 @@ using go_atom = caf::atom_constant<caf::atom("benchgo")>;
 struct arm_job {
   caf::actor supervisor;
   const slot_plan* plan = nullptr;
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
+  std::uint64_t end = 0;  ///< slots [next, end) are still to be armed
   std::size_t window = 1;
   std::atomic<std::uint64_t> next{0};
   std::atomic<std::uint64_t> completed{0};
@@ -402,6 +401,27 @@ struct driver_state {
 
 using driver_ptr = caf::stateful_actor<driver_state>*;
 
+/// Records the first failure; the drivers stop issuing new commands.
+void driver_fail(arm_job& job, std::string what) {
+  std::lock_guard guard{job.mtx};
+  if (job.first_error.empty())
+    job.first_error = std::move(what);
+  job.failed = true;
+}
+
+/// Quits once nothing of this driver is in flight; the last driver wakes the waiter.
+void driver_quit_if_idle(driver_ptr self) {
+  auto& job = *self->state.job;
+  if (self->state.in_flight != 0)
+    return;
+  {
+    std::lock_guard guard{job.mtx};
+    if (--job.active == 0)
+      job.done.notify_all();
+  }
+  self->quit();
+}
+
 void driver_issue_next(driver_ptr self) {
   auto& job = *self->state.job;
   if (job.failed)
@@ -412,40 +432,20 @@ void driver_issue_next(driver_ptr self) {
   ++self->state.in_flight;
   self->request(job.supervisor, std::chrono::minutes{5}, job.plan->envelope(s))
     .then(
-      [self](actors::command_reply& r) {
-        auto& st = self->state;
-        --st.in_flight;
-        if (r.highest_seq == 0) {
-          std::lock_guard guard{st.job->mtx};
-          if (st.job->first_error.empty())
-            st.job->first_error = "arm stored nothing";
-          st.job->failed = true;
-        }
-        st.job->completed.fetch_add(1, std::memory_order_relaxed);
+      [self, s](actors::command_reply& r) {
+        auto& job = *self->state.job;
+        --self->state.in_flight;
+        if (r.highest_seq == 0)
+          driver_fail(job, "arming slot " + std::to_string(s) + " stored nothing");
+        job.completed.fetch_add(1, std::memory_order_relaxed);
         driver_issue_next(self);
-        if (st.in_flight == 0) {
-          std::lock_guard guard{st.job->mtx};
-          if (--st.job->active == 0)
-            st.job->done.notify_all();
-          self->quit();
-        }
+        driver_quit_if_idle(self);
       },
       [self, s](caf::error& err) {
-        auto& st = self->state;
-        --st.in_flight;
-        {
-          std::lock_guard guard{st.job->mtx};
-          if (st.job->first_error.empty())
-            st.job->first_error = "arming slot " + std::to_string(s) + ": "
-                                  + persistence::describe(err);
-          st.job->failed = true;
-        }
-        if (st.in_flight == 0) {
-          std::lock_guard guard{st.job->mtx};
-          if (--st.job->active == 0)
-            st.job->done.notify_all();
-          self->quit();
-        }
+        --self->state.in_flight;
+        driver_fail(*self->state.job,
+                    "arming slot " + std::to_string(s) + ": " + persistence::describe(err));
+        driver_quit_if_idle(self);
       });
 }
 
@@ -455,12 +455,7 @@ caf::behavior driver(driver_ptr self, std::shared_ptr<arm_job> job) {
     [self](go_atom) {
       for (std::size_t i = 0; i < self->state.job->window; ++i)
         driver_issue_next(self);
-      if (self->state.in_flight == 0) {
-        std::lock_guard guard{self->state.job->mtx};
-        if (--self->state.job->active == 0)
-          self->state.job->done.notify_all();
-        self->quit();
-      }
+      driver_quit_if_idle(self);
     },
   };
 }
@@ -472,7 +467,6 @@ double arm_slots(runtime& rt, const slot_plan& plan, std::uint64_t begin, std::u
   auto job = std::make_shared<arm_job>();
   job->supervisor = rt.supervisor();
   job->plan = &plan;
-  job->begin = begin;
   job->end = end;
   job->next = begin;
   job->window = o.window_per_driver;
