@@ -295,6 +295,12 @@ std::uint64_t rss_bytes() {
   return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
+/// Bytes malloc has handed out and not yet got back (all arenas): RSS minus this is
+/// memory malloc keeps for reuse (fragmentation) or that was never malloc'd.
+double heap_in_use_mib() {
+  return static_cast<double>(::mallinfo2().uordblks) / (1024.0 * 1024.0);
+}
+
 /// Resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0: "5" > clear_refs).
 /// Returns false when the kernel refuses; the peak then covers the whole process.
 bool reset_peak_rss() {
@@ -689,10 +695,12 @@ int run(const options& o) {
   // statements), process-wide: how much of the RSS is the journal's configured cache.
   auto sqlite_peak_schedule = static_cast<double>(sqlite3_memory_highwater(1)) / mib;
   auto rss_after_schedule = rss_bytes();
+  auto heap_after_schedule = heap_in_use_mib();
   lb::stopwatch stop_clock;
   rt->stop();
   rt.reset();
   auto stop_s = stop_clock.elapsed_s();
+  auto heap_after_stop = heap_in_use_mib();
   auto before_restart = count_on_file(db);
   if (before_restart.timers != plan.total())
     throw std::runtime_error{"the file holds " + std::to_string(before_restart.timers)
@@ -706,6 +714,7 @@ int run(const options& o) {
   //    stored (the probe in apply()).
   ::malloc_trim(0);
   auto rss_restart_base = rss_bytes();
+  auto heap_after_stop_trimmed = heap_in_use_mib();
   bool restart_on_time = now_ms() <= plan.restart_due_ms;
   while (now_ms() <= plan.restart_due_ms)
     std::this_thread::sleep_for(std::chrono::milliseconds{1});
@@ -864,6 +873,11 @@ int run(const options& o) {
                  "RSS after scheduling " + fixed(static_cast<double>(rss_after_schedule) / mib, 1)
                    + " MiB; SQLite's allocations peaked at " + fixed(sqlite_peak_schedule, 1)
                    + " MiB"});
+  table.add_row({"  heap in use (malloc)", fixed(heap_after_schedule, 1) + " MiB",
+                 "after scheduling; " + fixed(heap_after_stop, 1)
+                   + " MiB once the first runtime was stopped and destroyed (RSS then "
+                   + fixed(static_cast<double>(rss_restart_base) / mib, 1) + " MiB, heap "
+                   + fixed(heap_after_stop_trimmed, 1) + " MiB after malloc_trim)"});
   table.add_row({"  restart + lateness", peak_reset2 ? fixed(growth_restart, 1) + " MiB" : "n/a",
                  "over " + fixed(static_cast<double>(rss_restart_base) / mib, 1)
                    + " MiB before the restart; SQLite's allocations peaked at "
