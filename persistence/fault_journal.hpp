@@ -51,7 +51,8 @@ public:
   void fail_next_outbox_removals(std::size_t n);
 
   /// From now on, acknowledgements (of stored, failed or rejected writes) are kept
-  /// instead of delivered: the writes stay "in flight" for their callers.
+  /// instead of delivered: writes still reach the inner journal and are stored, but stay
+  /// "in flight" for their callers (a slow fsync) until release_acknowledgements().
   void hold_acknowledgements();
 
   /// Delivers the held acknowledgements in write order on the calling thread and stops

@@ -83,8 +83,9 @@ caf::error validate(const flow_definition& def) {
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < def.steps.size(); ++i) {
     const auto& s = def.steps[i];
+    // append, not "#" + to_string(i): GCC 12 at -O3 reports a false -Wrestrict there.
     if (s.name.empty())
-      return invalid(f, "#" + std::to_string(i), "name", "is empty");
+      return invalid(f, std::string{"#"}.append(std::to_string(i)), "name", "is empty");
     if (!index.emplace(s.name, i).second)
       return invalid(f, s.name, "name", "duplicate step name");
   }

@@ -129,7 +129,8 @@ runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>()) {
 runtime::~runtime() { stop(); }
 
 void runtime::add_behavior(std::shared_ptr<actors::entity_behavior> b) {
-  const auto& name = b->type_name();
+  // A copy: a failed emplace below destroys `b`, and the name with it.
+  const std::string name = b->type_name();
   if (name.empty() || name.find('/') != std::string::npos)
     impl_->registration_errors.push_back("entity type name '" + name
                                          + "' must be non-empty and contain no '/'");
