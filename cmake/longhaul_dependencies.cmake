@@ -6,6 +6,8 @@ include(CMakeFindDependencyMacro)
 
 find_package(Threads REQUIRED)
 find_package(SQLite3 REQUIRED)
+# 1.81 is newer than this CMake's FindBoost knows; its dependency table is not needed for json.
+set(Boost_NO_WARN_NEW_VERSIONS ON)
 find_package(Boost 1.81 EXACT REQUIRED COMPONENTS json)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
