@@ -7,6 +7,8 @@
 #include "actors/persistent_entity_actor.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/scheduled_actor.hpp>
+#include <caf/skip.hpp>
 
 #include <vector>
 
@@ -98,36 +100,8 @@ caf::behavior drain_helper(drain_self_ptr self, std::vector<caf::actor> targets)
   };
 }
 
-}  // namespace
-
-caf::behavior supervisor_actor(
-  caf::stateful_actor<supervisor_state>* self, std::shared_ptr<const entity_context> ctx,
-  std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types) {
-  self->state.ctx = std::move(ctx);
-  self->state.types = std::move(types);
-  self->set_down_handler([self](caf::down_msg& msg) {
-    auto& st = self->state;
-    for (auto it = st.instances.begin(); it != st.instances.end(); ++it) {
-      if (it->second.actor.address() == msg.source) {
-        // An activation died without a passivation handshake (a bug or a crash in user
-        // code outside decide): forget it; the next command starts a fresh recovery.
-        st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
-                           persistence::describe(msg.reason));
-        st.instances.erase(it);
-        return;
-      }
-    }
-  });
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    auto& st = self->state;
-    for (auto& [pid, e] : st.instances)
-      self->send_exit(e.actor, msg.reason);
-    st.instances.clear();
-    for (auto& rp : st.waiting_for_permit)
-      rp.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
-    st.waiting_for_permit.clear();
-    self->quit(msg.reason);
-  });
+/// The supervisor's behavior once it knows the outbox dispatcher and the scheduler.
+caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
   return {
     [self](command_envelope& cmd) -> caf::result<command_reply> {
       auto& st = self->state;
@@ -211,6 +185,51 @@ caf::behavior supervisor_actor(
       return rp;
     },
     [self](count_atom) -> std::uint64_t { return self->state.instances.size(); },
+  };
+}
+
+}  // namespace
+
+caf::behavior supervisor_actor(
+  caf::stateful_actor<supervisor_state>* self, std::shared_ptr<const entity_context> ctx,
+  std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types) {
+  self->state.ctx = std::move(ctx);
+  self->state.types = std::move(types);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto it = st.instances.begin(); it != st.instances.end(); ++it) {
+      if (it->second.actor.address() == msg.source) {
+        // An activation died without a passivation handshake (a bug or a crash in user
+        // code outside decide): forget it; the next command starts a fresh recovery.
+        st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
+                           persistence::describe(msg.reason));
+        st.instances.erase(it);
+        return;
+      }
+    }
+  });
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    for (auto& [pid, e] : st.instances)
+      self->send_exit(e.actor, msg.reason);
+    st.instances.clear();
+    for (auto& rp : st.waiting_for_permit)
+      rp.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
+    st.waiting_for_permit.clear();
+    self->quit(msg.reason);
+  });
+  // Until the runtime hands over the outbox dispatcher and the scheduler, every other
+  // message stays in the mailbox (skip): an instance activated earlier would never get
+  // the scheduler's handle, so its timer changes would go unreported until the next
+  // window refill, and its outbox nudges would be lost (a start-up race).
+  self->set_default_handler(caf::skip);
+  return {
+    [self](set_outbox_atom, caf::actor& outbox, caf::actor& scheduler) {
+      self->state.outbox = std::move(outbox);
+      self->state.scheduler = std::move(scheduler);
+      self->set_default_handler(caf::print_and_drop);
+      self->become(running_behavior(self));
+    },
   };
 }
 
