@@ -385,7 +385,8 @@ private:
 
   bool wait(const json::object& o, wait_step& out) {
     const std::string field = "wait";
-    if (!known_keys(o, field, {"event", "correlation", "merge", "timeout_ms", "on_timeout"})
+    if (!known_keys(o, field,
+                    {"event", "correlation", "merge", "timeout_ms", "on_timeout", "alternatives"})
         || !text(o, field, "event", true, out.event)
         || !text(o, field, "correlation", false, out.correlation))
       return false;
@@ -405,6 +406,24 @@ private:
       if (!milliseconds(o, field, "timeout_ms", true, t))
         return false;
       out.timeout = t;
+    }
+    if (auto* alternatives = o.if_contains("alternatives")) {
+      if (!alternatives->is_array())
+        return fail("wait.alternatives",
+                    "expected an array of {event, next}, got " + got(*alternatives));
+      const auto& arr = alternatives->as_array();
+      for (std::size_t i = 0; i < arr.size(); ++i) {
+        auto f = "wait.alternatives[" + std::to_string(i) + "]";
+        if (!arr[i].is_object())
+          return fail(f, "expected an object, got " + got(arr[i]));
+        const auto& a = arr[i].as_object();
+        std::string event;
+        std::string next;
+        if (!known_keys(a, f, {"event", "next"}) || !text(a, f, "event", true, event)
+            || !text(a, f, "next", true, next))
+          return false;
+        out.alternatives.emplace_back(std::move(event), std::move(next));
+      }
     }
     return text(o, field, "on_timeout", false, out.on_timeout);
   }
@@ -580,6 +599,12 @@ json::object step_json(const flow_step& s) {
           for (const auto& [data_path, event_path] : k.merge)
             m[data_path] = event_path;
           w["merge"] = std::move(m);
+        }
+        if (!k.alternatives.empty()) {
+          json::array alternatives;
+          for (const auto& [event, next] : k.alternatives)
+            alternatives.emplace_back(json::object{{"event", event}, {"next", next}});
+          w["alternatives"] = std::move(alternatives);
         }
         if (k.timeout)
           w["timeout_ms"] = k.timeout->count();

@@ -35,7 +35,9 @@ namespace longhaul {
 //                                "on_exhausted": step name, required}
 //   wait:   {"event": string, required; "correlation": event field holding the flow key;
 //            "merge": {data path: event path, ...}, optional, applied in order;
-//            "timeout_ms": integer > 0, optional; "on_timeout": step name (with timeout)}
+//            "timeout_ms": integer > 0, optional; "on_timeout": step name (with timeout);
+//            "alternatives": [{"event": string, "next": step name}, ...], optional: other
+//            events that also end the wait, each going on at its own step}
 //           step-level "next" (optional: defaults to the following step in the array)
 //   decide: {"branches": [{"path": data path, "op": one of == != < <= > >= exists
 //            missing, "value": any JSON (required unless op is exists/missing),

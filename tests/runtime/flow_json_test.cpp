@@ -335,7 +335,7 @@ TEST_CASE("an unknown key is an error naming the key and the known ones") {
   body(doc, 1, "wait")["timout_ms"] = 1000;
   CHECK(error_of(doc) == "invalid_argument: flow 'order', step 'await payment', field "
                          "'wait.timout_ms': unknown key; expected one of event, correlation, "
-                         "merge, timeout_ms, on_timeout");
+                         "merge, timeout_ms, on_timeout, alternatives");
   doc = saga_doc();
   doc["stepz"] = json::array{};
   CHECK(error_of(doc) == "invalid_argument: flow 'order', field 'stepz': unknown key; expected "
