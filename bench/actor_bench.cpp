@@ -114,7 +114,7 @@ namespace fs = std::filesystem;
 constexpr const char* usage_text =
   "usage: actor_bench [--runs N] [--quick] [--sync full|normal|off] [--dir PATH]\n"
   "                   [--seconds S] [--only PARTS] [--instances N,...]\n"
-  "                   [--recoveries N] [--readers N]\n"
+  "                   [--recoveries N] [--readers N] [--workers N]\n"
   "  --runs N       repeat every measurement N times, report medians (default 3; 1 with\n"
   "                 --quick)\n"
   "  --quick        small sizes and short runs, for smoke tests\n"
@@ -126,7 +126,9 @@ constexpr const char* usage_text =
   "  --instances L  closed-loop instance counts of the throughput part (default\n"
   "                 1,100,10000)\n"
   "  --recoveries N max_concurrent_recoveries of the runtime (default: the runtime's)\n"
-  "  --readers N    reader_threads of the runtime (default: the runtime's)\n";
+  "  --readers N    reader_threads of the runtime (default: the runtime's)\n"
+  "  --workers N    worker_threads (CAF scheduler threads) of the runtime (default: the\n"
+  "                 runtime's)\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -154,6 +156,7 @@ struct options {
   bool rss = true;
   std::size_t recoveries = 0;  // runtime_config::max_concurrent_recoveries; 0: default
   std::size_t readers = 0;     // runtime_config::reader_threads; 0: default
+  std::size_t workers = 0;     // runtime_config::worker_threads; 0: default
 };
 
 options parse_options(int argc, char** argv) {
@@ -214,13 +217,13 @@ options parse_options(int argc, char** argv) {
       }
       if (o.instance_counts.empty())
         throw usage_error{"--instances needs at least one count"};
-    } else if (arg == "--recoveries" || arg == "--readers") {
+    } else if (arg == "--recoveries" || arg == "--readers" || arg == "--workers") {
       auto text = value();
       auto n = lb::parse_count(text);
       if (!n || *n == 0 || *n > 100'000)
         throw usage_error{std::string{arg} + " must be a whole number in 1..100000, not '"
                           + std::string{text} + "'"};
-      (arg == "--recoveries" ? o.recoveries : o.readers) = *n;
+      (arg == "--recoveries" ? o.recoveries : arg == "--readers" ? o.readers : o.workers) = *n;
     } else if (arg == "--only") {
       auto text = value();
       o.throughput = o.recovery = o.rehydrate = o.rss = false;
@@ -468,6 +471,8 @@ public:
       cfg.max_concurrent_recoveries = o.recoveries;
     if (o.readers != 0)
       cfg.reader_threads = o.readers;
+    if (o.workers != 0)
+      cfg.worker_threads = o.workers;
     cfg.log_level = "warn";
     cfg.ask_timeout = std::chrono::minutes{5};
     cfg.stop_timeout = std::chrono::minutes{5};

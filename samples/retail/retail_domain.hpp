@@ -218,7 +218,8 @@ struct retry_charge {
   static constexpr auto command_name = "retry_charge";
   std::int64_t attempt = 0;
 };
-/// Timer: 7 days after "card expired" without an updated card.
+/// Timer: 7 days after "card expired" without an updated card (the rule for an update
+/// arriving at the deadline is on `payment`).
 struct card_deadline {
   static constexpr auto command_name = "card_deadline";
   std::int64_t late_by_ms = 0;
@@ -314,6 +315,13 @@ struct payment_state {
 BOOST_DESCRIBE_STRUCT(payment_state, (), (status, order_id, customer, amount, credit, card, attempts,
                                           card_updated, refunded, late_updates))
 
+/// Payment of one order (instance id = order id): takes the customer's credit, then
+/// charges the rest to the card through the fake gateway. When the card has expired the
+/// customer has 7 days, and the deadline rule is: a credit_card.updated that this instance
+/// handles before its "card-deadline" timer has fired counts (the card is charged again);
+/// one handled after the timer fired, even at the same clock millisecond, is stored as
+/// payment.late_card_update and payment.failed stands. Whichever of the two messages the
+/// instance handles first decides; the clock reading alone never does.
 struct payment {
   static constexpr auto type_name = "payment";
   using state = payment_state;

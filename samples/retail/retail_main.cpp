@@ -5,6 +5,7 @@
 //   retail crash-demo   runs the demo in a child, SIGKILLs it several times, checks
 // Uses only the public API (runtime/).
 #include "runtime/runtime.hpp"
+#include "samples/retail/retail_audit.hpp"
 #include "samples/retail/retail_domain.hpp"
 #include "samples/retail/retail_order_flow.hpp"
 
@@ -183,9 +184,7 @@ std::string human(std::int64_t ms) {
 /// What the journal says about the orders (a projection over the "order" tag).
 struct order_projection {
   std::uint64_t cursor = 0;
-  std::map<std::string, std::int64_t> started_at;
   std::map<std::string, std::pair<std::string, std::int64_t>> ended;  ///< outcome/reason, at
-  std::map<std::string, int> end_events;  ///< flow.ended per order (must be 1)
   std::uint64_t payment_cursor = 0;
   std::vector<std::pair<std::string, std::int64_t>> expired_cards;  ///< order, when
 
@@ -197,14 +196,11 @@ struct order_projection {
       for (const auto& ev : *page) {
         cursor = ev.position;
         auto id = ev.persistence_id.substr(ev.persistence_id.find('/') + 1);
-        if (ev.type == "flow.started") {
-          started_at[id] = ev.written_at_ms;
-        } else if (ev.type == "flow.ended") {
+        if (ev.type == "flow.ended") {
           auto v = boost::json::parse(ev.payload_json).as_object();
           std::string outcome{v.at("outcome").as_string()};
           std::string reason{v.at("reason").as_string()};
           ended[id] = {outcome + ": " + reason, ev.written_at_ms};
-          ++end_events[id];
         }
       }
     }
@@ -221,23 +217,6 @@ struct order_projection {
     }
   }
 };
-
-/// A JSON number as a whole number (0 when it is not a number).
-std::int64_t as_int(const boost::json::value& v) {
-  if (v.is_int64())
-    return v.as_int64();
-  if (v.is_uint64())
-    return static_cast<std::int64_t>(v.as_uint64());
-  if (v.is_double())
-    return static_cast<std::int64_t>(v.as_double());
-  return 0;
-}
-
-/// A whole number from a state JSON field (0 when absent).
-std::int64_t as_int(const boost::json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() ? 0 : as_int(it->value());
-}
 
 std::string order_id(int i) {
   char buf[32];
@@ -334,10 +313,32 @@ int run_demo(const options& o) {
     std::this_thread::sleep_for(250ms);
   }
   std::printf("\n\n");
+  // Every flow ended; the last messages (refunds, restored credit, e-mails) may still be
+  // in the outbox. The audit reads a quiet journal, so wait for them first.
+  for (;;) {
+    auto pending = rt.journal().outbox_pending(0, 1);
+    if (pending && pending->empty())
+      break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::printf("retail: timed out waiting for the outbox to drain\n");
+      rt.stop();
+      return 1;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < o.orders; ++i)
+    expected.push_back(order_id(i));
+  auto report = retail::audit_journal(rt.journal(), expected);
+  if (!report) {
+    std::fprintf(stderr, "retail: reading the journal: %s\n", describe(report.error()).c_str());
+    rt.stop();
+    return 1;
+  }
   // Summary per end state with virtual durations.
   std::map<std::string, std::vector<std::int64_t>> durations;
-  for (const auto& [id, e] : proj.ended)
-    durations[e.first].push_back(e.second - proj.started_at[id]);
+  for (const auto& [id, e] : report->ended)
+    durations[e.outcome + ": " + e.reason].push_back(e.ended_at_ms - e.started_at_ms);
   std::printf("%-58s %6s %9s %9s %9s\n", "end state", "orders", "min", "median", "max");
   for (auto& [state, d] : durations) {
     std::sort(d.begin(), d.end());
@@ -345,55 +346,32 @@ int run_demo(const options& o) {
                 human(d[d.size() / 2]).c_str(), human(d.back()).c_str());
   }
   // Money check: card charges kept + credit still taken = totals of completed orders.
-  std::int64_t completed_total = 0, card_net = 0, credit_held = 0, late_updates = 0;
-  for (int i = 0; i < o.orders; ++i) {
-    auto id = order_id(i);
-    auto e = proj.ended.find(id);
-    if (e != proj.ended.end() && e->second.first.rfind("completed", 0) == 0)
-      completed_total += make_order(o, i).total;
-    auto st = rt.status("payment", id);
-    if (!st || st->state_json.empty())
-      continue;
-    auto p = boost::json::parse(st->state_json).as_object();
-    auto card = as_int(p, "card");
-    if (p.at("status").as_string() == "refunded")
-      card = 0;
-    card_net += card;
-    late_updates += as_int(p, "late_updates");
-  }
-  std::map<std::string, std::int64_t> emails;
-  std::int64_t duplicates = 0;
-  for (int c = 0; c < o.customers; ++c) {
-    if (auto st = rt.status("customer", customer_id(c)); st && !st->state_json.empty()) {
-      auto state = boost::json::parse(st->state_json);  // keep it alive for the loop
-      for (const auto& [order, amount] : state.at("used").as_object())
-        credit_held += as_int(amount);
-    }
-    if (auto st = rt.status("notification", customer_id(c)); st && !st->state_json.empty()) {
-      auto n = boost::json::parse(st->state_json).as_object();
-      for (const auto& [kind, count] : n.at("sent").as_object())
-        emails[std::string{kind}] += as_int(count);
-      duplicates += as_int(n, "duplicates");
-    }
-  }
-  auto charged = card_net + credit_held;
-  bool balanced = charged == completed_total;
-  std::printf("\nmoney: charged - refunded = %lld.%02lld (card %lld.%02lld + credit %lld.%02lld); "
-              "completed orders total %lld.%02lld: %s\n",
-              static_cast<long long>(charged / 100), static_cast<long long>(charged % 100),
-              static_cast<long long>(card_net / 100), static_cast<long long>(card_net % 100),
-              static_cast<long long>(credit_held / 100), static_cast<long long>(credit_held % 100),
-              static_cast<long long>(completed_total / 100),
-              static_cast<long long>(completed_total % 100), balanced ? "BALANCED" : "MISMATCH");
+  auto money = [](std::int64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld.%02lld", static_cast<long long>(v / 100),
+                  static_cast<long long>(v % 100));
+    return std::string{buf};
+  };
+  auto card_net = report->card_charged - report->card_refunded;
+  auto credit_held = report->credit_taken - report->credit_restored;
+  auto charged = report->net_charged();
+  std::printf("\nmoney: charged - refunded = %s (card %s + credit %s); completed orders total %s: "
+              "%s\n",
+              money(charged).c_str(), money(card_net).c_str(), money(credit_held).c_str(),
+              money(report->completed_total).c_str(),
+              charged == report->completed_total ? "BALANCED" : "MISMATCH");
   std::printf("e-mails:");
-  for (const auto& [kind, n] : emails)
+  for (const auto& [kind, n] : report->emails)
     std::printf(" %s %lld,", kind.c_str(), static_cast<long long>(n));
-  std::printf(" duplicates %lld; late card updates %lld\n", static_cast<long long>(duplicates),
-              static_cast<long long>(late_updates));
-  int multi_end = 0;
-  for (const auto& [id, n] : proj.end_events)
-    multi_end += n != 1;
-  std::printf("every order ended exactly once: %s\n", multi_end == 0 ? "yes" : "NO");
+  std::printf(" late card updates %lld\n", static_cast<long long>(report->late_card_updates));
+  if (report->ok()) {
+    std::printf("audit: every order ended exactly once, no command or e-mail handled twice, "
+                "money balanced\n");
+  } else {
+    std::printf("audit FAILED, %zu problems:\n", report->problems.size());
+    for (std::size_t i = 0; i < report->problems.size() && i < 20; ++i)
+      std::printf("  %s\n", report->problems[i].c_str());
+  }
   rt.stop();
   std::printf("\nthe journal is in %s; look inside with sqlite3 -readonly %s:\n", o.db.c_str(),
               o.db.c_str());
@@ -404,7 +382,7 @@ int run_demo(const options& o) {
               "WHERE s.persistence_id = 'order/order-00007' ORDER BY e.seq;\n");
   std::printf("  SELECT persistence_id, name, datetime(due_at / 1000, 'unixepoch') FROM timers "
               "ORDER BY due_at LIMIT 10;\n");
-  return balanced && duplicates == 0 && multi_end == 0 ? 0 : 1;
+  return report->ok() ? 0 : 1;
 }
 
 int run_status(const options& o) {
