@@ -148,6 +148,9 @@ graph build_graph(const flow_definition& def, const flow_trace* trace) {
             link(i, k.retry->on_exhausted, "retries exhausted", edge_kind::retry);
         } else if constexpr (std::is_same_v<T, wait_step>) {
           link(i, k.next, "", edge_kind::plain);
+          // Other events that also end the wait, each labelled with its event name.
+          for (const auto& [event, next] : k.alternatives)
+            link(i, next, event, edge_kind::plain);
           if (k.timeout)
             link(i, k.on_timeout, "timeout " + human_duration(*k.timeout), edge_kind::timeout);
         } else if constexpr (std::is_same_v<T, decide_step>) {

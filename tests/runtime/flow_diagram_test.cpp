@@ -99,6 +99,21 @@ TEST_CASE("a three-step saga draws as this exact Mermaid flowchart") {
 )mmd");
 }
 
+TEST_CASE("another event that ends a wait draws as a labelled edge to its own step") {
+  flow_builder b{"order", "order_id"};
+  b.send("charge", {"payment", "order_id", "retrieve_payment", boost::json::object{}})
+    .wait("await payment", "payment.received", "order_id")
+    .or_event("payment.failed", "canceled")
+    .end("done", flow_outcome::completed)
+    .end("canceled", flow_outcome::canceled, "payment failed");
+  auto def = b.build();
+  REQUIRE(def);
+  auto mermaid = to_mermaid(*def);
+  CHECK(contains(mermaid, R"(s1 --> s2)"));
+  CHECK(contains(mermaid, R"(s1 -->|"payment.failed"| s3)"));
+  CHECK(contains(to_dot(*def), R"(s1 -> s3 [label="payment.failed"])"));
+}
+
 TEST_CASE("a three-step saga draws as this exact DOT graph") {
   CHECK(to_dot(saga()) == R"dot(digraph "order" {
   graph [label="flow order (key order_id)", labelloc=t, fontname="Helvetica"];
