@@ -8,6 +8,7 @@
 #include "samples/retail/retail_audit.hpp"
 #include "samples/retail/retail_domain.hpp"
 #include "samples/retail/retail_order_flow.hpp"
+#include "samples/retail/retail_setup.hpp"
 
 #include <boost/json.hpp>
 
@@ -136,25 +137,7 @@ std::string parse(int argc, char** argv, int first, options& o) {
 }
 
 /// Registers every context, the subscriptions and the order flow.
-caf::error set_up(longhaul::runtime& rt) {
-  using namespace retail;
-  rt.register_entity<checkout>()
-    .register_entity<customer>()
-    .register_entity<payment>()
-    .register_entity<inventory>()
-    .register_entity<shipping>()
-    .register_entity<notification>();
-  rt.subscribe<credit_card_updated>("payment", [](const auto& e) { return e.order_id; });
-  rt.subscribe<payment_received>("notification", [](const auto& e) { return e.customer; });
-  rt.subscribe<card_expired>("notification", [](const auto& e) { return e.customer; });
-  rt.subscribe<goods_shipped>("notification", [](const auto& e) { return e.customer; });
-  rt.subscribe<order_canceled>("notification", [](const auto& e) { return e.customer; });
-  rt.subscribe<order_completed>("notification", [](const auto& e) { return e.customer; });
-  auto flow = order_flow();
-  if (!flow)
-    return flow.error();
-  return rt.register_flow(*flow);
-}
+caf::error set_up(longhaul::runtime& rt) { return retail::register_retail(rt); }
 
 longhaul::runtime_config config_for(const options& o, bool accelerated) {
   longhaul::runtime_config cfg;

@@ -8,6 +8,7 @@
 #include "runtime/runtime.hpp"
 #include "samples/retail/retail_domain.hpp"
 #include "samples/retail/retail_order_flow.hpp"
+#include "samples/retail/retail_setup.hpp"
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -178,30 +179,18 @@ public:
   retail_runtime(const retail_runtime&) = delete;
   retail_runtime& operator=(const retail_runtime&) = delete;
 
-  /// Registers the contexts, subscriptions and order flow as retail_main.cpp's set_up()
-  /// does, and starts; fails the test on error.
+  /// Registers the contexts, subscriptions and order flow (register_retail) and starts;
+  /// fails the test on error.
   void start() {
     using namespace retail;
     rt_ = std::make_unique<longhaul::runtime>(cfg);
-    rt_->register_entity<checkout>()
-      .register_entity<customer>()
-      .register_entity<payment>()
-      .register_entity<inventory>()
-      .register_entity<shipping>()
-      .register_entity<notification>();
-    rt_->subscribe<credit_card_updated>("payment", [](const auto& e) { return e.order_id; });
-    rt_->subscribe<payment_received>("notification", [](const auto& e) { return e.customer; });
-    rt_->subscribe<card_expired>("notification", [](const auto& e) { return e.customer; });
-    rt_->subscribe<goods_shipped>("notification", [](const auto& e) { return e.customer; });
-    rt_->subscribe<order_canceled>("notification", [](const auto& e) { return e.customer; });
-    rt_->subscribe<order_completed>("notification", [](const auto& e) { return e.customer; });
     if (!flow) {
       auto def = order_flow();
       INFO(text_of(def));
       REQUIRE(def);
       flow = std::move(*def);
     }
-    auto err = rt_->register_flow(*flow);
+    auto err = register_retail(*rt_, *flow);
     INFO(lp::describe(err));
     REQUIRE(!err);
     err = rt_->start();
