@@ -1,7 +1,8 @@
 // The messages of actors/: who talks to whom. Flow:
 //   facade --command_envelope--> supervisor --delegate--> persistent entity actor
 //   entity --journal::write--> (writer thread) --write_outcome--> entity --reply/nudge-->
-//   outbox dispatcher --command_envelope--> supervisor ... ; entity <--loaded-- reader pool.
+//   outbox dispatcher --command_envelope--> supervisor ... ; entity <--loaded-- reader pool;
+//   entity --processed--> reader pool (a duplicate's first outcome).
 #pragma once
 
 #include "actors/entity_behavior.hpp"
@@ -51,6 +52,9 @@ using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 /// reader pool: save a snapshot (and optionally delete covered events).
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// entity -> reader pool (request, with persistence id and message id): how was this
+/// processed message handled the first time? -> std::optional<persistence::processed_message>
+using processed_atom = caf::atom_constant<caf::atom("processed")>;
 
 // -- messages --------------------------------------------------------------------------
 
@@ -58,7 +62,9 @@ using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 struct command_reply {
   std::optional<boost::json::value> reply;  ///< what decide() put in reply(), if anything
   persistence::sequence_nr highest_seq = 0; ///< the instance's highest seq after handling
-  bool duplicate = false;  ///< the message id was already processed: nothing was done
+  /// The message id was already processed and accepted: nothing was done. (One whose
+  /// first delivery was rejected gets the same rejection again, JOURNAL.md I7.)
+  bool duplicate = false;
 };
 
 /// Outcome of one journal write, sent by the writer thread's callback to the entity.
@@ -137,3 +143,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::snapshot_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::instance_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::timer_change)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<longhaul::persistence::time_ms>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<longhaul::persistence::processed_message>)

@@ -36,6 +36,13 @@ caf::behavior journal_reader(caf::event_based_actor*,
       out.events = std::move(*events);
       return out;
     },
+    [journal](processed_atom, const std::string& pid, const std::string& message_id)
+      -> caf::result<std::optional<persistence::processed_message>> {
+      auto outcome = journal->processed_outcome(pid, message_id);
+      if (!outcome)
+        return outcome.error();
+      return std::move(*outcome);
+    },
     [journal, log](snapshot_atom, snapshot_request& req) {
       const auto& snap = req.snapshot;
       if (auto err = journal->save_snapshot(snap)) {

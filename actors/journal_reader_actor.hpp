@@ -1,5 +1,6 @@
 // Journal readers: detached actors (own threads) that run the blocking journal reads of
-// recovery and the snapshot writes, so CAF's worker threads never wait on SQLite.
+// recovery, the snapshot writes and a duplicate's outcome, so CAF's worker threads never
+// wait on SQLite.
 // Flow: persistent entity --load_request--> reader pool --loaded_chunk--> entity.
 #pragma once
 
@@ -13,7 +14,8 @@
 namespace longhaul::actors {
 
 /// Spawns a round-robin pool of `threads` detached journal readers over `journal`.
-/// Handles (load_atom, load_request) -> loaded_chunk and (snapshot_atom, snapshot_request).
+/// Handles (load_atom, load_request) -> loaded_chunk, (snapshot_atom, snapshot_request) and
+/// (processed_atom, persistence id, message id) -> std::optional<processed_message>.
 [[nodiscard]] caf::actor spawn_journal_readers(caf::actor_system& sys,
                                                std::shared_ptr<persistence::journal> journal,
                                                std::shared_ptr<spdlog::logger> log,

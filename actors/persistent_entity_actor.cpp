@@ -58,6 +58,27 @@ std::string command_json(std::string_view name, const boost::json::value& payloa
   return boost::json::serialize(o);
 }
 
+/// The stored form of a rejection (JOURNAL.md I7: processed_messages.rejection): its
+/// describe() text, e.g. "rejected: only 10 in stock", readable with sqlite3.
+std::string rejection_text(const caf::error& err) {
+  return persistence::describe(err);
+}
+
+/// The rejection a stored text describes: the same code and detail as the first answer
+/// when it names a code decide() fails with, else `rejected` carrying the whole text.
+caf::error rejection_of(const std::string& text) {
+  for (auto code :
+       {actor_errc::rejected, actor_errc::unknown_command, actor_errc::undecodable_command}) {
+    auto name = to_string(code);
+    if (text == name)
+      return make_actor_error(code, "");
+    if (text.size() >= name.size() + 2 && text.compare(0, name.size(), name) == 0
+        && text.compare(name.size(), 2, ": ") == 0)
+      return make_actor_error(code, text.substr(name.size() + 2));
+  }
+  return make_actor_error(actor_errc::rejected, text);
+}
+
 /// Delivers to a promise that may be empty (internal writes have no sender).
 template <class T>
 void reply(caf::response_promise& rp, T&& x) {
@@ -424,11 +445,14 @@ void process(self_ptr self) {
     if (!decided) {
       // Rejected: nothing stored, state unchanged. A fired timer or a message with an id
       // (outbox, subscription) is still consumed: the timer's removal or the processed
-      // message id is written, and the rejection is reported once that is stored. So a
-      // redelivery is acknowledged as a duplicate, not decided again (exactly-once).
+      // message id is written, with the rejection's text, and the rejection is reported
+      // once that is stored. So a redelivery is not decided again but answered with the
+      // same rejection (exactly-once; JOURNAL.md I7, answer_duplicate).
       if (!pc.cmd.timer_name.empty() || !pc.cmd.message_id.empty()) {
         decision_record empty;
         auto w = std::move(*make_write(st, pc.cmd, empty));
+        if (w.processed_message_id)
+          w.processed_rejection = rejection_text(decided.error());
         st.in_flight = std::move(pc);
         st.in_flight_decision = std::move(empty);
         st.in_flight_rejection = decided.error();
@@ -484,6 +508,52 @@ void maybe_snapshot(self_ptr self, std::size_t new_events, bool requested) {
   self->send(st.ctx->readers, snapshot_atom::value, std::move(req));
 }
 
+/// Settles a redelivered message once its first outcome is known: the same rejection as
+/// the first time, or a duplicate success. Ignored if the instance moved on meanwhile.
+void settle_duplicate(self_ptr self, std::uint64_t token,
+                      caf::expected<std::optional<persistence::processed_message>> first) {
+  auto& st = self->state;
+  if (token != st.write_token || st.current != mode::writing || !st.in_flight)
+    return;
+  auto pc = std::move(*st.in_flight);
+  st.in_flight.reset();
+  st.current = mode::ready;
+  if (!first) {
+    // Nothing was stored and the state is unchanged, but the first answer is unknown:
+    // report the read's failure (not permanent, so the sender delivers again later).
+    st.ctx->log->warn("[{}] reading the first outcome of message {} failed: {}", st.pid,
+                      pc.cmd.message_id, persistence::describe(first.error()));
+    reply(pc.promise, std::move(first.error()));
+  } else if (*first && (*first)->rejection) {
+    reply(pc.promise, rejection_of(*(*first)->rejection));
+  } else {
+    reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+  }
+  process(self);
+}
+
+/// A redelivered message (duplicate_message): answers it as the first time (JOURNAL.md
+/// §6) from the outcome stored with its id. Until that is read the instance stays in
+/// `writing` with the message in flight, so the next queued command waits (R1 order).
+void answer_duplicate(self_ptr self, entity_actor_state::pending_command pc) {
+  auto& st = self->state;
+  auto token = st.write_token;
+  auto pid = st.pid;
+  auto message_id = pc.cmd.message_id;
+  st.in_flight = std::move(pc);
+  if (st.ctx->settings.inline_reads) {
+    settle_duplicate(self, token, st.ctx->journal->processed_outcome(pid, message_id));
+    return;
+  }
+  self->request(st.ctx->readers, caf::infinite, processed_atom::value, std::move(pid),
+                std::move(message_id))
+    .then(
+      [self, token](std::optional<persistence::processed_message>& first) {
+        settle_duplicate(self, token, std::move(first));
+      },
+      [self, token](caf::error& err) { settle_duplicate(self, token, std::move(err)); });
+}
+
 void on_write_outcome(self_ptr self, write_outcome& out) {
   auto& st = self->state;
   if (out.token != st.write_token || st.current != mode::writing || !st.in_flight)
@@ -534,10 +604,9 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
   }
   const auto& err = out.result.error();
   if (persistence::persistence_code(err) == persistence::persistence_errc::duplicate_message) {
-    // Exactly-once: this message was handled before; acknowledge without effects.
-    st.current = mode::ready;
-    reply(pc.promise, command_reply{std::nullopt, st.highest, true});
-    process(self);
+    // Exactly-once: this message was handled before; nothing happens again, and the
+    // sender gets the first answer (still `writing` until it is read).
+    answer_duplicate(self, std::move(pc));
     return;
   }
   reply(pc.promise, err);

@@ -249,6 +249,13 @@ caf::expected<bool> fault_journal::is_processed(std::string_view id,
   return inner_->is_processed(id, message_id);
 }
 
+caf::expected<std::optional<processed_message>>
+fault_journal::processed_outcome(std::string_view id, std::string_view message_id) {
+  if (auto err = take_read_fault("processed_outcome", id))
+    return err;
+  return inner_->processed_outcome(id, message_id);
+}
+
 void fault_journal::flush() {
   release_acknowledgements();
   inner_->flush();

@@ -16,8 +16,8 @@ namespace longhaul::persistence {
 
 /// Decorator that passes every call to an inner journal unless a fault was scripted.
 /// Faults are consumed in the order they were scripted, one per `write` call (writes) or
-/// per `replay`/`load_snapshot` call (reads). Thread-safe; callbacks and the inner journal
-/// are never called while the decorator's lock is held.
+/// per `replay`/`load_snapshot`/`processed_outcome` call (reads). Thread-safe; callbacks
+/// and the inner journal are never called while the decorator's lock is held.
 class fault_journal final : public journal {
 public:
   /// Wraps `inner` (shared: tests keep inspecting it). Throws std::invalid_argument if
@@ -43,7 +43,8 @@ public:
   [[nodiscard]] caf::error
   reject_next_writes(std::size_t n, persistence_errc code = persistence_errc::sequence_conflict);
 
-  /// The next `n` calls of `replay` or `load_snapshot` fail with `code` (any non-ok code).
+  /// The next `n` calls of `replay`, `load_snapshot` or `processed_outcome` fail with
+  /// `code` (any non-ok code).
   [[nodiscard]] caf::error fail_next_reads(std::size_t n,
                                            persistence_errc code = persistence_errc::io_error);
 
@@ -96,6 +97,8 @@ public:
   dead_letters(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::expected<bool> is_processed(std::string_view id,
                                                  std::string_view message_id) override;
+  [[nodiscard]] caf::expected<std::optional<processed_message>>
+  processed_outcome(std::string_view id, std::string_view message_id) override;
 
   /// Delivers held acknowledgements first (a flush promises acknowledged writes, and
   /// held ones would never be), then flushes the inner journal.

@@ -136,7 +136,29 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
     if (auto err = check_name("processed message id", *w.processed_message_id,
                               limits.max_name_bytes))
       return err;
+  if (w.processed_rejection) {
+    if (!w.processed_message_id)
+      return make_persistence_error(persistence_errc::invalid_argument,
+                                    "write for '" + w.persistence_id
+                                      + "' has a processed rejection but no processed message id");
+    if (w.processed_rejection->size() > limits.max_payload_bytes)
+      return make_persistence_error(persistence_errc::payload_too_large,
+                                    "processed rejection of '" + w.persistence_id + "' is "
+                                      + std::to_string(w.processed_rejection->size())
+                                      + " bytes, limit "
+                                      + std::to_string(limits.max_payload_bytes));
+  }
   return {};
+}
+
+caf::expected<std::optional<processed_message>>
+journal::processed_outcome(std::string_view id, std::string_view message_id) {
+  auto processed = is_processed(id, message_id);
+  if (!processed)
+    return processed.error();
+  if (!*processed)
+    return std::optional<processed_message>{};
+  return std::optional<processed_message>{processed_message{std::string{message_id}, {}, 0}};
 }
 
 caf::expected<write_result> journal::write_and_wait(atomic_write w) {

@@ -111,6 +111,20 @@ struct atomic_write {
   /// Id of the incoming message this write handles; a second write with the same id for
   /// the same persistence id is rejected with `duplicate_message` (JOURNAL.md I7).
   std::optional<std::string> processed_message_id;
+  /// Set when the message was rejected (the write then usually stores nothing else): the
+  /// rejection's text, stored with the processed id so that a redelivery can be answered
+  /// as the first time (`processed_outcome`). Requires `processed_message_id` (else
+  /// invalid_argument); at most `max_payload_bytes` (else payload_too_large).
+  std::optional<std::string> processed_rejection;
+};
+
+/// How one processed message was handled, as recorded with its write (JOURNAL.md I7).
+struct processed_message {
+  std::string message_id;
+  /// The rejection text of `atomic_write::processed_rejection`; nullopt: the message was
+  /// accepted (also every message recorded before schema version 2).
+  std::optional<std::string> rejection;
+  time_ms processed_at_ms = 0;  ///< written_at of its write
 };
 
 /// Acknowledgement of a committed write.
@@ -206,8 +220,9 @@ public:
   /// Removes delivered outbox messages (unknown seqs are ignored).
   [[nodiscard]] virtual caf::error outbox_delivered(std::vector<std::uint64_t> seqs) = 0;
 
-  /// Stores a dead letter (at least once: a crash before the outbox row is removed may
-  /// record the same message again).
+  /// Stores a dead letter. One identical to a stored one (same message id, destination
+  /// and reason) is not stored again: a message dead-lettered again because a crash left
+  /// its outbox row to be delivered again is recorded once (JOURNAL.md I15).
   [[nodiscard]] virtual caf::error record_dead_letter(dead_letter_record rec) = 0;
 
   /// Dead letters with dead_letter_seq > after, in order, at most `max`.
@@ -217,6 +232,14 @@ public:
   /// True if a write for `id` carried `message_id` as its processed message id.
   [[nodiscard]] virtual caf::expected<bool> is_processed(std::string_view id,
                                                          std::string_view message_id) = 0;
+
+  /// The processed message `message_id` of `id` with its outcome (accepted, or rejected
+  /// with the stored text), or nullopt if no write for `id` carried it. What a receiver
+  /// reads after `duplicate_message` to answer as the first time (JOURNAL.md §6). Both
+  /// backends override it; the default, for decorators that do not, answers from
+  /// `is_processed` and reports every processed message as accepted.
+  [[nodiscard]] virtual caf::expected<std::optional<processed_message>>
+  processed_outcome(std::string_view id, std::string_view message_id);
 
   /// Waits until every write handed to `write` before this call has been acknowledged.
   virtual void flush() = 0;

@@ -41,7 +41,7 @@ struct stream {
   std::map<sequence_nr, std::uint64_t> events;  // seq -> global position
   std::map<std::string, time_ms, std::less<>> timers;  // name -> due_ms
   std::map<sequence_nr, snapshot_record> snapshots;
-  std::set<std::string, std::less<>> processed;
+  std::map<std::string, processed_message, std::less<>> processed;  // by message id
 };
 
 } // namespace
@@ -63,6 +63,8 @@ struct memory_journal::state {
   std::set<std::string, std::less<>> pending_message_ids;  // message ids in `outbox`
   std::uint64_t last_outbox_seq = 0;
   std::vector<dead_letter_record> dead_letters;
+  /// (message id, destination, reason) of every dead letter: an identical one is stored once.
+  std::set<std::tuple<std::string, std::string, std::string>> dead_letter_keys;
 
   // flush() waits for writes that began before it; writes complete (callback included)
   // on their callers' threads, so track them by ticket.
@@ -141,8 +143,10 @@ struct memory_journal::state {
                                         std::move(m.destination), std::move(m.payload_json),
                                         now});
     }
-    if (w.processed_message_id)
-      s.processed.insert(std::move(*w.processed_message_id));
+    if (w.processed_message_id) {
+      const auto& id = *w.processed_message_id;
+      s.processed.emplace(id, processed_message{id, std::move(w.processed_rejection), now});
+    }
     return result;
   }
 
@@ -359,6 +363,18 @@ caf::expected<bool> memory_journal::is_processed(std::string_view id,
   return s != nullptr && s->processed.count(message_id) > 0;
 }
 
+caf::expected<std::optional<processed_message>>
+memory_journal::processed_outcome(std::string_view id, std::string_view message_id) {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  auto* s = state_->find(id);
+  if (s == nullptr)
+    return std::optional<processed_message>{};
+  auto i = s->processed.find(message_id);
+  if (i == s->processed.end())
+    return std::optional<processed_message>{};
+  return std::optional<processed_message>{i->second};
+}
+
 void memory_journal::flush() {
   std::unique_lock<std::mutex> guard{state_->flight_mtx};
   auto before = state_->next_ticket;
@@ -373,6 +389,8 @@ caf::error memory_journal::record_dead_letter(dead_letter_record rec) {
                                   "dead letter needs a message id and a destination");
   auto& st = *state_;
   std::lock_guard<std::mutex> guard{st.mtx};
+  if (!st.dead_letter_keys.emplace(rec.message_id, rec.destination, rec.reason).second)
+    return {};  // recorded before (a redelivery after a crash)
   rec.dead_letter_seq = st.dead_letters.size() + 1;
   rec.recorded_at_ms = st.cfg.clock();
   st.dead_letters.push_back(std::move(rec));

@@ -46,6 +46,8 @@ public:
   dead_letters(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::expected<bool> is_processed(std::string_view id,
                                                  std::string_view message_id) override;
+  [[nodiscard]] caf::expected<std::optional<processed_message>>
+  processed_outcome(std::string_view id, std::string_view message_id) override;
   void flush() override;
 
   struct state;

@@ -255,8 +255,17 @@ CREATE TABLE dead_letters (
 );
 )sql";
 
+// Schema version 2: a processed message keeps its outcome, so a redelivery is answered
+// as the first time (I7): NULL = accepted (also every row written by version 1), else the
+// rejection's text. Dead letters are found by message id, so that an identical one is
+// stored once (I15).
+const char* const schema_v2 = R"sql(
+ALTER TABLE processed_messages ADD COLUMN rejection TEXT;
+CREATE INDEX dead_letters_by_message ON dead_letters (message_id);
+)sql";
+
 /// Forward migrations: entry i brings user_version i to i + 1 (JOURNAL.md §Migrations).
-const char* const migrations[] = {schema_v1};
+const char* const migrations[] = {schema_v1, schema_v2};
 static_assert(std::size(migrations) == sqlite_journal::schema_version);
 
 caf::expected<int> user_version(connection& c) {
@@ -436,6 +445,9 @@ struct sqlite_journal::impl {
   using job = std::variant<pending_write, maintenance>;
 
   sqlite_journal_config cfg;
+  /// Schema version of the file: current after a read-write open (it migrates), possibly
+  /// older for a read-only one, whose reads then skip columns added since (I10).
+  int file_version = 0;
   writer_lock lock;
   connection writer;  // owned by the writer thread after open()
 
@@ -576,18 +588,24 @@ struct sqlite_journal::impl {
     bool multi = stream->stream_id == 0 || w.events.size() != 1 || has_tags
                  || !w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers
                  || !w.outbox.empty() || w.processed_message_id.has_value();
+    auto run_cached = [&](const char* sql) -> caf::error {
+      auto st = writer.prepare(sql);
+      if (!st)
+        return st.error();
+      return writer.run(**st, sql);
+    };
     if (multi)
-      if (auto err = writer.exec("SAVEPOINT w"))
+      if (auto err = run_cached("SAVEPOINT w"))
         return fail(err);
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, rejection);
     if (multi) {
       if (!outcome.batch_failed && rejection) {
-        if (auto err = writer.exec("ROLLBACK TO w"))
+        if (auto err = run_cached("ROLLBACK TO w"))
           return fail(err);
       }
       if (!outcome.batch_failed)
-        if (auto err = writer.exec("RELEASE w"))
+        if (auto err = run_cached("RELEASE w"))
           return fail(err);
     }
     if (rejection && !outcome.batch_failed)
@@ -626,11 +644,15 @@ struct sqlite_journal::impl {
       stream.stream_id = sqlite3_last_insert_rowid(db);
     }
     if (w.processed_message_id) {
-      auto ins = writer.prepare(
-        "INSERT INTO processed_messages (stream_id, message_id, processed_at) VALUES (?, ?, ?)");
+      auto ins = writer.prepare("INSERT INTO processed_messages (stream_id, message_id,"
+                                " processed_at, rejection) VALUES (?, ?, ?, ?)");
       if (!ins)
         return fail(ins.error());
       (*ins)->bind(1, stream.stream_id).bind(2, *w.processed_message_id).bind(3, ts);
+      if (w.processed_rejection)
+        (*ins)->bind(4, *w.processed_rejection);
+      else
+        (*ins)->bind_null(4);
       if (step(**ins, "recording processed message", persistence_errc::duplicate_message,
                [&] {
                  return "message '" + *w.processed_message_id + "' was already processed by '"
@@ -883,10 +905,14 @@ struct sqlite_journal::impl {
     if (!lease)
       return lease.error();
     auto& c = **lease;
-    if (auto err = c.exec("BEGIN"))
+    auto b = c.prepare("BEGIN");
+    if (!b)
+      return b.error();
+    if (auto err = c.run(**b, "BEGIN"))
       return err;
     caf::expected<T> result = body(c);
-    (void) c.exec("COMMIT");
+    if (auto e = c.prepare("COMMIT"))
+      (void) c.run(**e, "COMMIT");
     return result;
   }
 };
@@ -917,6 +943,7 @@ caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journ
     if (*version == 0)
       return make_persistence_error(persistence_errc::cannot_open,
                                     "'" + c.path + "' is not a longhaul journal");
+    p->file_version = *version;
   } else {
     // I8: one writing process per journal; checked before SQLite can block on a lock.
     if (auto err = p->lock.acquire(c.path))
@@ -929,6 +956,7 @@ caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journ
       return err;
     if (auto err = migrate(p->writer, c.path))
       return err;
+    p->file_version = schema_version;
     p->writer_thread = std::thread{[raw = p.get()] { raw->run_writer(); }};
   }
   return std::unique_ptr<sqlite_journal>{new sqlite_journal(std::move(p))};
@@ -1275,6 +1303,21 @@ caf::error sqlite_journal::record_dead_letter(dead_letter_record rec) {
     return make_persistence_error(persistence_errc::invalid_argument,
                                   "dead letter needs a message id and a destination");
   return impl_->run_maintenance([&](impl& self) -> caf::error {
+    // I15: an identical dead letter (a redelivery after a crash) is stored once.
+    auto seen = self.writer.prepare("SELECT 1 FROM dead_letters WHERE message_id = ?"
+                                    " AND destination = ? AND reason = ? LIMIT 1");
+    if (!seen)
+      return seen.error();
+    {
+      reset_guard guard{**seen};
+      (*seen)->bind(1, rec.message_id).bind(2, rec.destination).bind(3, rec.reason);
+      auto rc = (*seen)->step();
+      if (rc == SQLITE_ROW)
+        return {};
+      if (rc != SQLITE_DONE)
+        return translate(rc, self.writer.handle(),
+                         "looking up dead letter '" + rec.message_id + "'");
+    }
     auto ins = self.writer.prepare(
       "INSERT INTO dead_letters (message_id, source_persistence_id, destination, payload, reason,"
       " recorded_at) VALUES (?, ?, ?, ?, ?, ?)");
@@ -1325,6 +1368,37 @@ caf::expected<bool> sqlite_journal::is_processed(std::string_view id,
     if (rc == SQLITE_DONE)
       return false;
     return translate(rc, c.handle(), "reading processed messages");
+  });
+}
+
+caf::expected<std::optional<processed_message>>
+sqlite_journal::processed_outcome(std::string_view id, std::string_view message_id) {
+  using result = std::optional<processed_message>;
+  // A read-only open of a version 1 file has no rejection column: all its rows are accepted.
+  const char* sql = impl_->file_version >= 2
+                      ? "SELECT p.processed_at, p.rejection FROM processed_messages p"
+                        " JOIN streams s ON s.stream_id = p.stream_id"
+                        " WHERE s.persistence_id = ? AND p.message_id = ?"
+                      : "SELECT p.processed_at, NULL FROM processed_messages p"
+                        " JOIN streams s ON s.stream_id = p.stream_id"
+                        " WHERE s.persistence_id = ? AND p.message_id = ?";
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    auto st = c.prepare(sql);
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, id).bind(2, message_id);
+    auto rc = s.step();
+    if (rc == SQLITE_DONE)
+      return result{};
+    if (rc != SQLITE_ROW)
+      return translate(rc, c.handle(), "reading processed message '" + std::string{message_id}
+                                         + "' of '" + std::string{id} + "'");
+    processed_message out{std::string{message_id}, std::nullopt, s.int64(0)};
+    if (!s.is_null(1))
+      out.rejection = s.text(1);
+    return result{std::move(out)};
   });
 }
 

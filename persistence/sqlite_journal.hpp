@@ -77,13 +77,15 @@ public:
   dead_letters(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::expected<bool> is_processed(std::string_view id,
                                                  std::string_view message_id) override;
+  [[nodiscard]] caf::expected<std::optional<processed_message>>
+  processed_outcome(std::string_view id, std::string_view message_id) override;
   void flush() override;
 
   /// Drains and stops the writer; later writes fail with `closed`. Idempotent.
   void close();
 
   /// Schema version this build writes (PRAGMA user_version).
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
 
   /// Counters for benchmarks and logs.
   struct stats {

@@ -182,6 +182,11 @@ public:
     return value_of(j->is_processed(id, message_id), "is_processed");
   }
 
+  std::optional<processed_message> processed_outcome(std::string_view id,
+                                                     std::string_view message_id) {
+    return value_of(j->processed_outcome(id, message_id), "processed_outcome");
+  }
+
   void save_snapshot(std::string id, sequence_nr seq, std::string state_json,
                      journal* target = nullptr) {
     snapshot_record snap;
@@ -927,6 +932,37 @@ LONGHAUL_CONTRACT_CASE("dead letters are kept in order with increasing dead_lett
   CHECK(value_of(j->dead_letters(0, 0), "dead_letters").empty());
 }
 
+LONGHAUL_CONTRACT_CASE("a dead letter identical to a stored one (same message id, destination "
+                       "and reason) is stored once; one that differs in any of them is stored") {
+  auto letter = [](std::string id, std::string destination, std::string reason) {
+    dead_letter_record rec;
+    rec.message_id = std::move(id);
+    rec.source_persistence_id = "saga/s2";
+    rec.destination = std::move(destination);
+    rec.payload_json = R"({"qty":50})";
+    rec.reason = std::move(reason);
+    return rec;
+  };
+  succeeds(j->record_dead_letter(letter("msg-1", "stock/s2", "rejected: only 10 in stock")),
+           "record_dead_letter");
+  advance_clock(5);
+  // The same message dead-lettered again, as after a crash before its outbox row went.
+  succeeds(j->record_dead_letter(letter("msg-1", "stock/s2", "rejected: only 10 in stock")),
+           "record_dead_letter");
+  succeeds(j->record_dead_letter(letter("msg-1", "stock/s2", "rejected: closed")),
+           "record_dead_letter");
+  succeeds(j->record_dead_letter(letter("msg-1", "stock/s3", "rejected: only 10 in stock")),
+           "record_dead_letter");
+  succeeds(j->record_dead_letter(letter("msg-2", "stock/s2", "rejected: only 10 in stock")),
+           "record_dead_letter");
+  auto letters = value_of(j->dead_letters(0, all), "dead_letters");
+  REQUIRE(letters.size() == 4);
+  CHECK(letters[0].recorded_at_ms == start_ms);  // the first record stays as it was
+  CHECK(letters[1].reason == "rejected: closed");
+  CHECK(letters[2].destination == "stock/s3");
+  CHECK(letters[3].message_id == "msg-2");
+}
+
 LONGHAUL_CONTRACT_CASE("a dead letter without message id or destination is refused with "
                        "invalid_argument") {
   dead_letter_record no_id;
@@ -975,6 +1011,68 @@ LONGHAUL_CONTRACT_CASE("the same processed message id for a different persistenc
   store(std::move(b));
   CHECK(is_processed("account-a", "transfer-5"));
   CHECK(is_processed("account-b", "transfer-5"));
+}
+
+LONGHAUL_CONTRACT_CASE("a processed message recorded with a rejection reads back with its "
+                       "text") {
+  auto rejected = write_for("stock-1", 1);
+  rejected.processed_message_id = "reserve-1";
+  rejected.processed_rejection = "rejected: only 10 in stock";
+  CHECK(store(std::move(rejected)).highest_seq == 0);
+  advance_clock(500);
+  auto accepted = write_for("stock-1", 1, {event("stock.reserved")});
+  accepted.processed_message_id = "reserve-2";
+  store(std::move(accepted));
+  auto first = processed_outcome("stock-1", "reserve-1");
+  REQUIRE(first);
+  CHECK(first->message_id == "reserve-1");
+  CHECK(first->rejection == std::optional<std::string>{"rejected: only 10 in stock"});
+  CHECK(first->processed_at_ms == start_ms);
+  auto second = processed_outcome("stock-1", "reserve-2");
+  REQUIRE(second);
+  CHECK(second->rejection == std::nullopt);
+  CHECK(second->processed_at_ms == start_ms + 500);
+  CHECK_FALSE(processed_outcome("stock-1", "reserve-3"));
+  CHECK_FALSE(processed_outcome("stock-2", "reserve-1"));
+  CHECK(is_processed("stock-1", "reserve-1"));
+}
+
+LONGHAUL_CONTRACT_CASE("a redelivered message id is refused as duplicate_message whether it "
+                       "was accepted or rejected, and its first outcome stays") {
+  auto accepted = write_for("stock-1", 1, {event("stock.reserved")});
+  accepted.processed_message_id = "reserve-1";
+  store(std::move(accepted));
+  auto rejected = write_for("stock-1", 2);
+  rejected.processed_message_id = "reserve-2";
+  rejected.processed_rejection = "rejected: only 10 in stock";
+  store(std::move(rejected));
+  // Redeliveries decided differently this time: neither is stored, neither outcome changes.
+  auto again_accepted = write_for("stock-1", 2);
+  again_accepted.processed_message_id = "reserve-1";
+  again_accepted.processed_rejection = "rejected: changed my mind";
+  auto again_rejected = write_for("stock-1", 2, {event("stock.reserved")});
+  again_rejected.processed_message_id = "reserve-2";
+  for (auto* w : {&again_accepted, &again_rejected}) {
+    auto err = refuse(*w);
+    CHECK(persistence_code(err) == errc::duplicate_message);
+    CHECK(is_rejection(err));
+  }
+  CHECK(highest("stock-1") == 1);
+  auto first = processed_outcome("stock-1", "reserve-1");
+  REQUIRE(first);
+  CHECK(first->rejection == std::nullopt);
+  auto second = processed_outcome("stock-1", "reserve-2");
+  REQUIRE(second);
+  CHECK(second->rejection == std::optional<std::string>{"rejected: only 10 in stock"});
+}
+
+LONGHAUL_CONTRACT_CASE("a processed rejection without a processed message id is refused with "
+                       "invalid_argument") {
+  auto w = write_for("stock-1", 1, {event("stock.reserved")});
+  w.processed_rejection = "rejected: only 10 in stock";
+  auto err = refuse(std::move(w));
+  CHECK(persistence_code(err) == errc::invalid_argument);
+  CHECK(highest("stock-1") == 0);
 }
 
 // --- bad input ---------------------------------------------------------------------------------

@@ -136,11 +136,12 @@ public:
     return out;
   }
 
-  /// Sets PRAGMA user_version of the database at `path` through the SQLite C API.
-  void set_user_version(int version) {
+  /// Runs `sql` on the database at `path` (created if missing) through the SQLite C API.
+  void exec_sql(const std::string& sql) {
     sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-    auto sql = "PRAGMA user_version = " + std::to_string(version);
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                            nullptr)
+            == SQLITE_OK);
     char* msg = nullptr;
     auto rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
     std::string text = msg ? msg : "";
@@ -148,6 +149,23 @@ public:
     sqlite3_close(db);
     INFO(text);
     REQUIRE(rc == SQLITE_OK);
+  }
+
+  /// Sets PRAGMA user_version of the database at `path`.
+  void set_user_version(int version) {
+    exec_sql("PRAGMA user_version = " + std::to_string(version));
+  }
+
+  /// PRAGMA user_version of the database at `path`.
+  int user_version() const {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
+    auto version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return version;
   }
 };
 
@@ -297,6 +315,119 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a database with a newer schema
   set_user_version(sqlite_journal::schema_version);
   auto j = open_writer();
   CHECK(seqs(*j, "future") == std::vector<sequence_nr>{1});
+}
+
+// Schema version 1 as shipped (sqlite_journal.cpp `schema_v1`), with one stream holding an
+// event and an accepted processed message, as a version 1 build left it.
+const char* const v1_journal = R"sql(
+CREATE TABLE streams (
+  stream_id       INTEGER PRIMARY KEY,
+  persistence_id  TEXT NOT NULL UNIQUE,
+  deleted_highest INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+  position       INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream_id      INTEGER NOT NULL,
+  seq            INTEGER NOT NULL,
+  type           TEXT NOT NULL,
+  schema_version INTEGER NOT NULL,
+  payload        TEXT NOT NULL,
+  tags           TEXT,
+  written_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX events_by_stream ON events (stream_id, seq);
+CREATE TABLE event_tags (
+  tag      TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (tag, position)
+) WITHOUT ROWID;
+CREATE TABLE snapshots (
+  stream_id INTEGER NOT NULL,
+  seq       INTEGER NOT NULL,
+  state     TEXT NOT NULL,
+  saved_at  INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE timers (
+  persistence_id TEXT NOT NULL,
+  name           TEXT NOT NULL,
+  due_at         INTEGER NOT NULL,
+  payload        TEXT NOT NULL,
+  PRIMARY KEY (persistence_id, name)
+) WITHOUT ROWID;
+CREATE INDEX timers_by_due ON timers (due_at, persistence_id, name);
+CREATE TABLE outbox (
+  outbox_seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id  TEXT NOT NULL UNIQUE,
+  stream_id   INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  payload     TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE processed_messages (
+  stream_id    INTEGER NOT NULL,
+  message_id   TEXT NOT NULL,
+  processed_at INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, message_id)
+) WITHOUT ROWID;
+CREATE TABLE dead_letters (
+  dead_letter_seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id            TEXT NOT NULL,
+  source_persistence_id TEXT NOT NULL,
+  destination           TEXT NOT NULL,
+  payload               TEXT NOT NULL,
+  reason                TEXT NOT NULL,
+  recorded_at           INTEGER NOT NULL
+);
+INSERT INTO streams (stream_id, persistence_id) VALUES (1, 'stock/s1');
+INSERT INTO events (stream_id, seq, type, schema_version, payload, written_at)
+  VALUES (1, 1, 'stock.reserved', 1, '{"qty":3}', 1718100000000);
+INSERT INTO processed_messages VALUES (1, 'reserve-1', 1718100000000);
+PRAGMA user_version = 1;
+)sql";
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a version 1 file is migrated to version 2 "
+                                 "on a read-write open and keeps its processed ids as accepted",
+                 "[journal][sqlite]") {
+  exec_sql(v1_journal);
+  {
+    // Read-only opens never migrate; they read a version 1 file as it is.
+    auto reader = open(config(true));
+    auto outcome = reader->processed_outcome("stock/s1", "reserve-1");
+    REQUIRE(outcome);
+    REQUIRE(outcome->has_value());
+    CHECK((*outcome)->rejection == std::nullopt);
+    CHECK((*outcome)->processed_at_ms == 1718100000000);
+  }
+  CHECK(user_version() == 1);
+  auto j = open_writer();
+  CHECK(user_version() == 2);
+  CHECK(seqs(*j, "stock/s1") == std::vector<sequence_nr>{1});
+  auto kept = j->processed_outcome("stock/s1", "reserve-1");
+  REQUIRE(kept);
+  REQUIRE(kept->has_value());
+  CHECK((*kept)->rejection == std::nullopt);
+  auto again = write_for("stock/s1", 2, 1);
+  again.processed_message_id = "reserve-1";
+  auto dup = j->write_and_wait(std::move(again));
+  REQUIRE_FALSE(dup);
+  CHECK(persistence_code(dup.error()) == errc::duplicate_message);
+  // The migrated file stores outcomes: a rejection reads back with its text.
+  atomic_write rejected;
+  rejected.persistence_id = "stock/s1";
+  rejected.expected_seq = 2;
+  rejected.processed_message_id = "reserve-2";
+  rejected.processed_rejection = "rejected: only 10 in stock";
+  CHECK(store(*j, std::move(rejected)).highest_seq == 1);
+  auto second = j->processed_outcome("stock/s1", "reserve-2");
+  REQUIRE(second);
+  REQUIRE(second->has_value());
+  CHECK((*second)->rejection == std::optional<std::string>{"rejected: only 10 in stock"});
+  j.reset();
+  // Migrating again is a no-op.
+  auto reopened = open_writer();
+  CHECK(user_version() == 2);
+  CHECK(seqs(*reopened, "stock/s1") == std::vector<sequence_nr>{1});
 }
 
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a SQLite database that is not a journal is "

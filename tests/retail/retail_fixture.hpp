@@ -124,6 +124,10 @@ public:
   caf::expected<bool> is_processed(std::string_view id, std::string_view message_id) override {
     return inner_->is_processed(id, message_id);
   }
+  caf::expected<std::optional<lp::processed_message>>
+  processed_outcome(std::string_view id, std::string_view message_id) override {
+    return inner_->processed_outcome(id, message_id);
+  }
   void flush() override { inner_->flush(); }
 
   /// Every message of every committed write so far, in commit order.

@@ -337,6 +337,71 @@ TEST_CASE("a duplicate delivery whose second decision would be rejected is still
   CHECK(b.balance("m2") == 0);
 }
 
+TEST_CASE("a redelivered message whose first delivery was rejected is answered with the same rejection") {
+  bank_runtime b;
+  b.start();
+  b.open("m3");
+  b.deposit_ok("m3", 100);
+  auto first = b.deliver("m3", "ext-r", bank::withdraw{500});
+  CHECK(code_of(first) == "rejected");
+  CHECK_THAT(text_of(first), Catch::Contains("insufficient funds"));
+  // The rejection was consumed with its text: the journal keeps the first answer.
+  auto stored = b.journal().processed_outcome("account/m3", "ext-r");
+  REQUIRE(stored);
+  REQUIRE(stored->has_value());
+  CHECK((*stored)->rejection == std::optional<std::string>{text_of(first)});
+  b.deposit_ok("m3", 1000);  // a second decision would accept the withdrawal now
+  auto again = b.deliver("m3", "ext-r", bank::withdraw{500});
+  CHECK(code_of(again) == "rejected");
+  CHECK(text_of(again) == text_of(first));
+  CHECK(b.balance("m3") == 1100);
+  CHECK(b.account_events("m3")
+        == std::vector<std::string>{"account.opened", "account.deposited", "account.deposited"});
+  // The same after a restart: the answer comes from the journal, not from memory.
+  b.restart();
+  auto after_restart = b.deliver("m3", "ext-r", bank::withdraw{500});
+  CHECK(code_of(after_restart) == "rejected");
+  CHECK(text_of(after_restart) == text_of(first));
+  CHECK(b.balance("m3") == 1100);
+}
+
+TEST_CASE("a redelivered message is answered before the commands queued behind it are decided") {
+  bank_runtime b;
+  b.start();
+  b.open("m4");
+  b.deposit_ok("m4", 100);
+  auto first = b.deliver("m4", "ext-r", bank::withdraw{500});
+  REQUIRE(code_of(first) == "rejected");
+  pending_asks asks{b.rt()};
+  auto redelivery = longhaul::runtime::envelope("account", "m4", bank::withdraw{500});
+  redelivery.message_id = "ext-r";
+  asks.add_envelope(redelivery);
+  asks.add("account", "m4", bank::deposit{1000});
+  asks.add_envelope(redelivery);
+  auto replies = asks.collect();
+  REQUIRE(replies.size() == 3);
+  CHECK(text_of(replies[0]) == text_of(first));
+  CHECK(reply_int(replies[1]) == 1100);
+  CHECK(text_of(replies[2]) == text_of(first));
+  CHECK(b.balance("m4") == 1100);
+}
+
+TEST_CASE("a redelivered message whose first outcome cannot be read gets the read's failure and the next redelivery the first answer") {
+  bank_runtime b;
+  b.start();
+  b.open("m5");
+  auto first = b.deliver("m5", "ext-r", bank::withdraw{500});
+  REQUIRE(code_of(first) == "rejected");
+  REQUIRE_FALSE(b.faults->fail_next_reads(1, persistence_errc::io_error));
+  auto failed = b.deliver("m5", "ext-r", bank::withdraw{500});
+  REQUIRE(code_of(failed) == "io_error");
+  CHECK_FALSE(longhaul::actors::is_permanent(failed.error()));  // the outbox delivers again
+  CHECK(b.status("m5").mode == "ready");
+  auto again = b.deliver("m5", "ext-r", bank::withdraw{500});
+  CHECK(text_of(again) == text_of(first));
+  b.deposit_ok("m5", 10);
+}
+
 TEST_CASE("each account.large_deposit reaches bank::review once per event") {
   bank_runtime b;
   b.start();

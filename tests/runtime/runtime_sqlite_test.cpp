@@ -211,6 +211,33 @@ TEST_CASE("a new runtime on the same SQLite file recovers state and sequence num
   CHECK(code_of(b->rt().ask("account", "a2", bank::open_account{"eve"})) == "rejected");
 }
 
+TEST_CASE("on SQLite a redelivered message whose first delivery was rejected is answered with the same rejection, also by a new runtime") {
+  temp_dir dir;
+  auto path = dir.file("bank.db");
+  std::string first_text;
+  {
+    auto b = bank_runtime::on_sqlite(path);
+    b->start();
+    b->open("r1");
+    auto first = b->deliver("r1", "ext-r", bank::withdraw{500});
+    REQUIRE(code_of(first) == "rejected");
+    first_text = text_of(first);
+    b->deposit_ok("r1", 1000);
+    // Through the reader pool (real threads): the first answer, not a second decision.
+    auto again = b->deliver("r1", "ext-r", bank::withdraw{500});
+    CHECK(text_of(again) == first_text);
+  }
+  auto stored = inspect(path)->processed_outcome("account/r1", "ext-r");
+  REQUIRE(stored);
+  REQUIRE(stored->has_value());
+  CHECK((*stored)->rejection == std::optional<std::string>{first_text});
+  auto b = bank_runtime::on_sqlite(path);
+  b->start();
+  auto after_restart = b->deliver("r1", "ext-r", bank::withdraw{500});
+  CHECK(text_of(after_restart) == first_text);
+  CHECK(b->balance("r1") == 1000);
+}
+
 TEST_CASE("recovery from SQLite uses the newest snapshot even when the events it covers were deleted") {
   temp_dir dir;
   auto path = dir.file("bank.db");
