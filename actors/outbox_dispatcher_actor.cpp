@@ -17,6 +17,10 @@ namespace {
 using self_ptr = caf::stateful_actor<outbox_dispatcher_state>*;
 
 constexpr auto delivery_timeout = std::chrono::seconds{60};
+/// How often overdue deliveries are looked for (timeouts fire up to this much late).
+constexpr auto deadline_sweep_interval = std::chrono::seconds{1};
+/// Local message: time to look for overdue deliveries.
+using outbox_sweep_atom = caf::atom_constant<caf::atom("lh_osweep")>;
 
 /// Polls as soon as the mailbox allows (one queued poll serves many nudges).
 void request_poll(self_ptr self) {
@@ -44,6 +48,8 @@ void arm_flush(self_ptr self) {
   self->send(self, outbox_flush_atom::value);
 }
 
+/// Records a dead letter. A row dead-lettered before a crash, and delivered again because
+/// it was not removed yet, gets the same answer (JOURNAL.md I7) and is stored once (I15).
 void dead_letter(self_ptr self, const persistence::outbox_record& row, std::string reason) {
   auto& st = self->state;
   ++st.dead_letters;
@@ -110,6 +116,32 @@ std::string failure_tag_of(const persistence::outbox_record& row) {
   return std::string{doc.at("on_failure").as_string()};
 }
 
+/// A delivery failed (an error answer, or no answer within delivery_timeout).
+void on_delivery_error(self_ptr self, const persistence::outbox_record& row,
+                       bool is_notification, const caf::error& err) {
+  auto& d = self->state.in_flight[row.outbox_seq];
+  --d.outstanding;
+  if (is_permanent(err)) {
+    auto reason = persistence::describe(err);
+    dead_letter(self, row, reason);
+    auto tag = failure_tag_of(row);
+    if (!tag.empty() && !is_notification && row.destination.rfind("event:", 0) != 0)
+      notify_sender(self, row, tag, reason);
+  } else {
+    d.retry = true;
+  }
+  finish(self, row.outbox_seq);
+}
+
+/// Times out overdue deliveries; re-armed while any delivery is pending.
+void arm_sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweep_armed || st.deadlines.empty())
+    return;
+  st.sweep_armed = true;
+  self->delayed_send(self, deadline_sweep_interval, outbox_sweep_atom::value);
+}
+
 void deliver(self_ptr self, const persistence::outbox_record& row, command_envelope cmd) {
   auto& st = self->state;
   auto sup = caf::actor_cast<caf::actor>(st.supervisor);
@@ -120,25 +152,25 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
   ++st.in_flight[row.outbox_seq].outstanding;
   auto seq = row.outbox_seq;
   bool is_notification = cmd.name == "longhaul.delivery_failed";
-  self->request(sup, delivery_timeout, std::move(cmd))
+  // No CAF request timeout (see request_deadlines.hpp): the deadline is ours.
+  auto token = st.deadlines.add(self->clock().now() + delivery_timeout,
+                                [self, row, is_notification] {
+                                  on_delivery_error(self, row, is_notification,
+                                                    caf::make_error(caf::sec::request_timeout));
+                                });
+  arm_sweep(self);
+  self->request(sup, caf::infinite, std::move(cmd))
     .then(
-      [self, seq](command_reply&) {
+      [self, seq, token](command_reply&) {
+        if (!self->state.deadlines.settle(token))
+          return;  // answered after its deadline: already handled as a timeout
         --self->state.in_flight[seq].outstanding;
         finish(self, seq);
       },
-      [self, row, is_notification](caf::error& err) {
-        auto& d = self->state.in_flight[row.outbox_seq];
-        --d.outstanding;
-        if (is_permanent(err)) {
-          auto reason = persistence::describe(err);
-          dead_letter(self, row, reason);
-          auto tag = failure_tag_of(row);
-          if (!tag.empty() && !is_notification && row.destination.rfind("event:", 0) != 0)
-            notify_sender(self, row, tag, reason);
-        } else {
-          d.retry = true;
-        }
-        finish(self, row.outbox_seq);
+      [self, row, is_notification, token](caf::error& err) {
+        if (!self->state.deadlines.settle(token))
+          return;
+        on_delivery_error(self, row, is_notification, err);
       });
 }
 
@@ -237,6 +269,12 @@ caf::behavior outbox_dispatcher_actor(caf::stateful_actor<outbox_dispatcher_stat
     [self](outbox_tick_atom) {
       self->state.tick_armed = false;
       poll(self);
+    },
+    [self](outbox_sweep_atom) {
+      auto& s = self->state;
+      s.sweep_armed = false;
+      s.deadlines.sweep(self->clock().now());
+      arm_sweep(self);
     },
     [self](outbox_flush_atom) {
       auto& s = self->state;

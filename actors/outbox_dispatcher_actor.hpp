@@ -5,6 +5,7 @@
 #pragma once
 
 #include "actors/entity_context.hpp"
+#include "actors/request_deadlines.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
@@ -50,6 +51,8 @@ struct outbox_dispatcher_state {
   bool poll_queued = false;
   bool tick_armed = false;
   bool flush_armed = false;
+  bool sweep_armed = false;
+  request_deadlines deadlines;  ///< deliveries awaiting an answer, with their deadlines
   std::uint64_t dead_letters = 0;
 };
 

@@ -22,6 +22,10 @@ using self_ptr = caf::stateful_actor<scheduler_state>*;
 using key = scheduler_state::key;
 
 constexpr auto delivery_timeout = std::chrono::seconds{60};
+/// How often overdue deliveries are looked for (timeouts fire up to this much late).
+constexpr auto deadline_sweep_interval = std::chrono::seconds{1};
+/// Local message: time to look for overdue deliveries.
+using scheduler_sweep_atom = caf::atom_constant<caf::atom("lh_ssweep")>;
 
 std::string timer_id(std::string_view pid, std::string_view name) {
   std::string out{pid};
@@ -31,6 +35,15 @@ std::string timer_id(std::string_view pid, std::string_view name) {
 }
 
 void fire_due(self_ptr self);
+
+/// Times out overdue deliveries; re-armed while any delivery is pending.
+void arm_sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweep_armed || st.deadlines.empty())
+    return;
+  st.sweep_armed = true;
+  self->delayed_send(self, deadline_sweep_interval, scheduler_sweep_atom::value);
+}
 
 /// Reloads the window from the journal (S2): the earliest timers up to now + horizon,
 /// at most `timer_window` of them.
@@ -184,9 +197,21 @@ void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
     on_answer(self, k, make_actor_error(actor_errc::stopping, "supervisor is gone"), false);
     return;
   }
-  self->request(sup, delivery_timeout, std::move(cmd))
-    .then([self, k](command_reply&) { on_answer(self, k, caf::error{}, true); },
-          [self, k](caf::error& err) { on_answer(self, k, err, true); });
+  // No CAF request timeout (see request_deadlines.hpp): the deadline is ours.
+  auto token = st.deadlines.add(self->clock().now() + delivery_timeout, [self, k] {
+    on_answer(self, k, caf::make_error(caf::sec::request_timeout), true);
+  });
+  arm_sweep(self);
+  self->request(sup, caf::infinite, std::move(cmd))
+    .then(
+      [self, k, token](command_reply&) {
+        if (self->state.deadlines.settle(token))
+          on_answer(self, k, caf::error{}, true);
+      },
+      [self, k, token](caf::error& err) {
+        if (self->state.deadlines.settle(token))
+          on_answer(self, k, err, true);
+      });
 }
 
 /// Whether the window must be reloaded from the journal before firing (S2).
@@ -259,6 +284,12 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
   self->send(self, fire_atom::value);
   return {
     [self](fire_atom) { fire_due(self); },
+    [self](scheduler_sweep_atom) {
+      auto& s = self->state;
+      s.sweep_armed = false;
+      s.deadlines.sweep(self->clock().now());
+      arm_sweep(self);
+    },
     [self](wake_atom, persistence::time_ms t) {
       auto& s = self->state;
       if (t != s.armed_for)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "actors/entity_context.hpp"
+#include "actors/request_deadlines.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
@@ -42,6 +43,8 @@ struct scheduler_state {
   persistence::time_ms window_end = -1;  ///< -1: nothing loaded yet
   bool window_truncated = false;  ///< the last refill hit the window size limit
   persistence::time_ms armed_for = -1;  ///< clock time of the pending wake-up (-1: none)
+  request_deadlines deadlines;  ///< deliveries awaiting an answer, with their deadlines
+  bool sweep_armed = false;
   std::uint64_t fired = 0;
   std::uint64_t dead = 0;
 };

@@ -538,7 +538,7 @@ struct drive_plan {
   bool closed_loop = false;
   std::chrono::steady_clock::time_point deadline;
   std::size_t window = 1;
-  std::chrono::milliseconds timeout{std::chrono::minutes{5}};
+  std::chrono::milliseconds timeout{std::chrono::minutes{5}};  ///< longest wait for progress
 
   std::atomic<std::uint64_t> issued{0};
   std::atomic<std::uint64_t> completed{0};
@@ -614,7 +614,7 @@ void driver_issue(driver_ptr self, std::size_t idx) {
   auto& p = *st.plan;
   ++st.in_flight;
   auto n = p.issued.fetch_add(1, std::memory_order_relaxed);
-  self->request(p.supervisor, p.timeout, p.make((*p.ids)[idx], n))
+  self->request(p.supervisor, caf::infinite, p.make((*p.ids)[idx], n))
     .then([self, idx](actors::command_reply& r) { driver_on_reply(self, idx, &r, nullptr); },
           [self, idx](caf::error& e) { driver_on_reply(self, idx, nullptr, &e); });
 }
@@ -655,8 +655,20 @@ drive_outcome drive(runtime& rt, std::shared_ptr<drive_plan> plan, std::size_t d
     auto a = rt.system().spawn(driver, plan, begin, end);
     caf::anon_send(a, go_atom::value);
   }
+  // Requests carry no CAF timeout (CAF 0.17 keeps each in its clock until it expires,
+  // answered or not, which would add to the memory and CPU measured): a stall shows here.
   std::unique_lock guard{plan->mtx};
-  plan->done.wait(guard, [&] { return plan->active == 0; });
+  auto last_completed = plan->completed.load();
+  lb::stopwatch since_progress;
+  while (!plan->done.wait_for(guard, std::chrono::seconds{1}, [&] { return plan->active == 0; })) {
+    if (auto now_completed = plan->completed.load(); now_completed != last_completed) {
+      last_completed = now_completed;
+      since_progress.restart();
+    } else if (since_progress.elapsed_s() * 1000.0 > static_cast<double>(plan->timeout.count())) {
+      throw std::runtime_error{"no command answered for "
+                               + std::to_string(plan->timeout.count() / 1000) + " s"};
+    }
+  }
   if (!plan->first_error.empty())
     throw std::runtime_error{"command failed: " + plan->first_error};
   return {plan->completed.load(), plan->finished_after_s};

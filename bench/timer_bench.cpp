@@ -435,7 +435,9 @@ void driver_issue_next(driver_ptr self) {
   if (s >= job.end)
     return;
   ++self->state.in_flight;
-  self->request(job.supervisor, std::chrono::minutes{5}, job.plan->envelope(s))
+  // No CAF request timeout: CAF 0.17 keeps each in its clock until it expires, answered
+  // or not, which would count in the RSS measured; arm_slots() watches for stalls.
+  self->request(job.supervisor, caf::infinite, job.plan->envelope(s))
     .then(
       [self, s](actors::command_reply& r) {
         auto& job = *self->state.job;
@@ -480,8 +482,16 @@ double arm_slots(runtime& rt, const slot_plan& plan, std::uint64_t begin, std::u
   for (std::size_t d = 0; d < o.drivers; ++d)
     caf::anon_send(rt.system().spawn(driver, job), go_atom::value);
   std::unique_lock guard{job->mtx};
+  auto last_completed = job->completed.load();
+  lb::stopwatch since_progress;
   while (!job->done.wait_for(guard, std::chrono::seconds{10}, [&] { return job->active == 0; })) {
     auto n = job->completed.load();
+    if (n != last_completed) {
+      last_completed = n;
+      since_progress.restart();
+    } else if (since_progress.elapsed_s() > 300) {
+      throw std::runtime_error{"no arm command answered for 5 minutes"};
+    }
     std::cout << "    armed " << lb::format_count(n) << " of " << lb::format_count(end - begin)
               << " (" << lb::format_rate(static_cast<double>(n) / clock.elapsed_s()) << ", "
               << "RSS " << rss_bytes() / (1024 * 1024) << " MiB)\n"
