@@ -10,6 +10,7 @@ benches=(
   "journal journal_bench"
   "actors actor_bench"
   "timers timer_bench"
+  "retail retail_bench"
 )
 
 usage() {
