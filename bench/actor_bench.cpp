@@ -348,61 +348,6 @@ std::uint64_t rss_bytes() {
   return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-/// CPU seconds (user + system) used so far by this process's live threads, summed per
-/// thread name (/proc/self/task/*/stat): shows which thread a measurement kept busy.
-std::map<std::string, double> thread_cpu_s() {
-  std::map<std::string, double> out;
-  static const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator{"/proc/self/task", ec}) {
-    std::ifstream in{task.path() / "stat"};
-    std::string line;
-    if (!std::getline(in, line))
-      continue;
-    auto open = line.find('(');
-    auto close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open)
-      continue;
-    auto name = line.substr(open + 1, close - open - 1);
-    std::istringstream fields{line.substr(close + 2)};
-    std::string field;
-    double utime = 0;
-    double stime = 0;
-    // Fields after the name start at 3 (state); utime and stime are 14 and 15.
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-      if (i == 14)
-        utime = std::stod(field);
-      else if (i == 15)
-        stime = std::stod(field);
-    }
-    out[name] += (utime + stime) / ticks;
-  }
-  return out;
-}
-
-/// `after - before` per thread name, as cores busy over `seconds`, largest first:
-/// "caf.worker 1.20, actor_bench 0.40".
-std::string thread_load(const std::map<std::string, double>& before,
-                        const std::map<std::string, double>& after, double seconds) {
-  std::vector<std::pair<double, std::string>> load;
-  for (const auto& [name, cpu] : after) {
-    auto it = before.find(name);
-    auto used = cpu - (it == before.end() ? 0.0 : it->second);
-    if (used > 0 && seconds > 0)
-      load.emplace_back(used / seconds, name);
-  }
-  std::sort(load.rbegin(), load.rend());
-  std::string text;
-  for (const auto& [cores, name] : load) {
-    if (cores < 0.01)
-      continue;
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "%s%s %.2f", text.empty() ? "" : ", ", name.c_str(), cores);
-    text += buf;
-  }
-  return text;
-}
-
 // --- the journal and the runtime -------------------------------------------------------
 
 std::unique_ptr<persistence::sqlite_journal> open_journal(const fs::path& db, sync_mode sync) {
@@ -732,7 +677,7 @@ struct sample {
 
 template <class F>
 sample measure(F body) {
-  auto threads_before = thread_cpu_s();
+  auto threads_before = lb::thread_cpu_s();
   auto cpu_before = lb::process_cpu_s();
   auto [items, seconds] = body();
   auto cpu = lb::process_cpu_s() - cpu_before;
@@ -741,7 +686,7 @@ sample measure(F body) {
   sample s;
   s.per_s = static_cast<double>(items) / seconds;
   s.cpu_us = cpu * 1e6 / static_cast<double>(items);
-  s.threads = thread_load(threads_before, thread_cpu_s(), seconds);
+  s.threads = lb::thread_load(threads_before, lb::thread_cpu_s(), seconds);
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -114,5 +115,14 @@ private:
   std::string bench_;
   std::vector<std::pair<std::string, std::string>> fields_;
 };
+
+/// CPU seconds (user + system) used so far by this process's live threads, summed per
+/// thread name (/proc/self/task/*/stat): shows which thread a measurement kept busy.
+std::map<std::string, double> thread_cpu_s();
+
+/// `after - before` per thread name, as cores busy over `seconds`, largest first:
+/// "caf.worker 1.20, actor_bench 0.40".
+std::string thread_load(const std::map<std::string, double>& before,
+                        const std::map<std::string, double>& after, double seconds);
 
 } // namespace longhaul::bench

@@ -254,52 +254,6 @@ std::string load_average() {
   return fixed(a, 2) + " " + fixed(b, 2) + " " + fixed(c, 2);
 }
 
-/// CPU seconds used so far per thread name (/proc/self/task/*/stat), as actor_bench does.
-std::map<std::string, double> thread_cpu_s() {
-  std::map<std::string, double> out;
-  static const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator{"/proc/self/task", ec}) {
-    std::ifstream in{task.path() / "stat"};
-    std::string line;
-    if (!std::getline(in, line))
-      continue;
-    auto open = line.find('(');
-    auto close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open)
-      continue;
-    auto name = line.substr(open + 1, close - open - 1);
-    std::istringstream fields{line.substr(close + 2)};
-    std::string field;
-    double utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-      if (i == 14)
-        utime = std::stod(field);
-      else if (i == 15)
-        stime = std::stod(field);
-    }
-    out[name] += (utime + stime) / ticks;
-  }
-  return out;
-}
-
-/// "caf.worker 1.20, retail_bench 0.40": cores busy per thread name over `seconds`.
-std::string thread_load(const std::map<std::string, double>& before,
-                        const std::map<std::string, double>& after, double seconds) {
-  std::vector<std::pair<double, std::string>> load;
-  for (const auto& [name, cpu] : after) {
-    auto it = before.find(name);
-    auto used = cpu - (it == before.end() ? 0.0 : it->second);
-    if (used > 0 && seconds > 0)
-      load.emplace_back(used / seconds, name);
-  }
-  std::sort(load.rbegin(), load.rend());
-  std::string text;
-  for (const auto& [cores, name] : load)
-    if (cores >= 0.01)
-      text += (text.empty() ? "" : ", ") + name + " " + fixed(cores, 2);
-  return text;
-}
 
 // --- the observed journal ----------------------------------------------------------------
 
@@ -586,7 +540,7 @@ longhaul_result run_longhaul(const fs::path& dir, const options& o,
 
     // Timed: place orders, at most in_flight not yet completed, until the last completed.
     auto stats0 = inner->statistics();
-    auto threads0 = thread_cpu_s();
+    auto threads0 = lb::thread_cpu_s();
     auto cpu0 = lb::process_cpu_s();
     auto t0 = steady::now();
     auto deadline = t0 + std::chrono::duration_cast<steady::duration>(
@@ -615,7 +569,7 @@ longhaul_result run_longhaul(const fs::path& dir, const options& o,
     }
     res.seconds = static_cast<double>(last_ns) / 1e9;
     res.cpu_s = lb::process_cpu_s() - cpu0;
-    res.threads = thread_load(threads0, thread_cpu_s(), since(t0) / 1e9);
+    res.threads = lb::thread_load(threads0, lb::thread_cpu_s(), since(t0) / 1e9);
     auto stats1 = inner->statistics();
     res.transactions = static_cast<double>(stats1.transactions - stats0.transactions);
     res.writes = static_cast<double>(stats1.writes - stats0.writes);
