@@ -4,6 +4,7 @@
 #include "actors/persistent_entity_actor.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "bench/bench_report.hpp"
+#include "bench/raw_sqlite.hpp"
 #include "persistence/persistence_error.hpp"
 #include "persistence/sqlite_journal.hpp"
 #include "runtime/runtime.hpp"
@@ -107,6 +108,8 @@ using persistence::sequence_nr;
 using persistence::sync_mode;
 using persistence::time_ms;
 namespace lb = longhaul::bench;
+using lb::raw_db;
+using lb::raw_stmt;
 namespace fs = std::filesystem;
 
 // --- options -------------------------------------------------------------------------
@@ -842,69 +845,6 @@ rss_sample rss_per_instance(const fs::path& db, const options& o) {
 
 // --- raw SQLite --------------------------------------------------------------------------
 
-class raw_db {
-public:
-  raw_db(const fs::path& path, sync_mode sync) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK)
-      fail("open '" + path.string() + "'");
-    exec("PRAGMA journal_mode=WAL");
-    exec(std::string{"PRAGMA synchronous="} + (sync == sync_mode::full     ? "FULL"
-                                              : sync == sync_mode::normal ? "NORMAL"
-                                                                          : "OFF"));
-    exec("PRAGMA cache_size=-"
-         + std::to_string(persistence::sqlite_journal_config{}.cache_mb * 1024));
-    exec("PRAGMA temp_store=MEMORY");
-  }
-  ~raw_db() { sqlite3_close_v2(db_); }
-  raw_db(const raw_db&) = delete;
-  raw_db& operator=(const raw_db&) = delete;
-
-  void exec(const std::string& sql) {
-    char* msg = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-      std::string text = msg ? msg : "unknown error";
-      sqlite3_free(msg);
-      throw std::runtime_error{"raw SQLite: " + sql + ": " + text};
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw std::runtime_error{"raw SQLite: " + what + ": "
-                             + (db_ ? sqlite3_errmsg(db_) : "out of memory")};
-  }
-
-  sqlite3* get() const noexcept { return db_; }
-
-private:
-  sqlite3* db_ = nullptr;
-};
-
-class raw_stmt {
-public:
-  raw_stmt(raw_db& db, const char* sql) : db_{db} {
-    if (sqlite3_prepare_v3(db.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr)
-        != SQLITE_OK)
-      db.fail(std::string{"prepare "} + sql);
-  }
-  ~raw_stmt() { sqlite3_finalize(stmt_); }
-  raw_stmt(const raw_stmt&) = delete;
-  raw_stmt& operator=(const raw_stmt&) = delete;
-
-  void run() {
-    auto rc = sqlite3_step(stmt_);
-    sqlite3_reset(stmt_);
-    if (rc != SQLITE_DONE)
-      db_.fail(std::string{"step "} + sqlite3_sql(stmt_));
-  }
-  void bind_text(int col, std::string_view text) {
-    sqlite3_bind_text(stmt_, col, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
-  }
-  void bind_int(int col, std::int64_t v) { sqlite3_bind_int64(stmt_, col, v); }
-
-private:
-  raw_db& db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 /// The baseline: one prepared INSERT into the journal's events table (schema created by
 /// opening a sqlite_journal), transactions of `o.raw_txn_rows` rows, round-robin over
@@ -914,18 +854,7 @@ sample raw_append(const fs::path& db_path, const options& o, const order_pool& p
   open_journal(db_path, o.sync)->close();
   raw_db db{db_path, o.sync};
   auto ids = make_ids("item/raw-", o.raw_ids);
-  std::vector<std::int64_t> stream_ids;
-  stream_ids.reserve(ids.size());
-  {
-    raw_stmt stream_insert{db, "INSERT INTO streams (persistence_id) VALUES (?)"};
-    db.exec("BEGIN");
-    for (const auto& id : ids) {
-      stream_insert.bind_text(1, id);
-      stream_insert.run();
-      stream_ids.push_back(sqlite3_last_insert_rowid(db.get()));
-    }
-    db.exec("COMMIT");
-  }
+  auto stream_ids = lb::insert_streams(db, ids);
   raw_stmt begin{db, "BEGIN"};
   raw_stmt commit{db, "COMMIT"};
   raw_stmt insert{db, "INSERT INTO events (stream_id, seq, type, schema_version, payload,"

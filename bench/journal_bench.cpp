@@ -2,6 +2,7 @@
 // appends with 1, 100 and 10,000 closed-loop writers, full recovery, appends at 1M events.
 // Run by `scripts/bench.sh journal`; prints a table and, last, one JSON line.
 #include "bench/bench_report.hpp"
+#include "bench/raw_sqlite.hpp"
 #include "persistence/persistence_error.hpp"
 #include "persistence/sqlite_journal.hpp"
 
@@ -37,6 +38,8 @@ namespace {
 
 using namespace longhaul::persistence;
 namespace lb = longhaul::bench;
+using lb::raw_db;
+using lb::raw_stmt;
 namespace fs = std::filesystem;
 
 // --- options -------------------------------------------------------------------------
@@ -218,11 +221,6 @@ std::unique_ptr<sqlite_journal> open_journal(const fs::path& db, sync_mode sync)
     throw std::runtime_error{"cannot open journal '" + db.string()
                              + "': " + describe(j.error())};
   return std::move(*j);
-}
-
-/// Cache size of the journal's connections; the raw connection uses the same.
-std::size_t journal_cache_mb() {
-  return sqlite_journal_config{}.cache_mb;
 }
 
 /// One measurement: events per second, process CPU per event (all threads, so the
@@ -479,74 +477,6 @@ sample journal_replay(const fs::path& db, const options& o, const std::vector<st
 
 // --- raw SQLite --------------------------------------------------------------------------
 
-class raw_db {
-public:
-  raw_db(const fs::path& path, const options& o) {
-    auto rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr);
-    if (rc != SQLITE_OK)
-      fail("open '" + path.string() + "'");
-    sqlite3_extended_result_codes(db_, 1);
-    exec("PRAGMA journal_mode=WAL");
-    exec(std::string{"PRAGMA synchronous="} + (o.sync == sync_mode::full     ? "FULL"
-                                              : o.sync == sync_mode::normal ? "NORMAL"
-                                                                             : "OFF"));
-    exec("PRAGMA cache_size=-" + std::to_string(journal_cache_mb() * 1024));
-    exec("PRAGMA temp_store=MEMORY");
-  }
-  ~raw_db() { sqlite3_close_v2(db_); }
-  raw_db(const raw_db&) = delete;
-  raw_db& operator=(const raw_db&) = delete;
-
-  void exec(const std::string& sql) {
-    char* msg = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-      std::string text = msg ? msg : "unknown error";
-      sqlite3_free(msg);
-      throw std::runtime_error{"raw SQLite: " + sql + ": " + text};
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw std::runtime_error{"raw SQLite: " + what + ": "
-                             + (db_ ? sqlite3_errmsg(db_) : "out of memory")};
-  }
-
-  sqlite3* get() const noexcept { return db_; }
-
-private:
-  sqlite3* db_ = nullptr;
-};
-
-class raw_stmt {
-public:
-  raw_stmt(raw_db& db, const char* sql) : db_{db} {
-    if (sqlite3_prepare_v3(db.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr)
-        != SQLITE_OK)
-      db.fail(std::string{"prepare "} + sql);
-  }
-  ~raw_stmt() { sqlite3_finalize(stmt_); }
-  raw_stmt(const raw_stmt&) = delete;
-  raw_stmt& operator=(const raw_stmt&) = delete;
-
-  sqlite3_stmt* get() const noexcept { return stmt_; }
-
-  /// Steps a statement that returns no rows, then resets it.
-  void run() {
-    auto rc = sqlite3_step(stmt_);
-    sqlite3_reset(stmt_);
-    if (rc != SQLITE_DONE)
-      db_.fail(std::string{"step "} + sqlite3_sql(stmt_));
-  }
-
-  void bind_text(int col, std::string_view text) {
-    sqlite3_bind_text(stmt_, col, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
-  }
-  void bind_int(int col, std::int64_t v) { sqlite3_bind_int64(stmt_, col, v); }
-
-private:
-  raw_db& db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 /// Creates the journal's schema in a new database file by opening and closing a journal.
 void create_journal_file(const fs::path& db, const options& o) {
@@ -558,21 +488,10 @@ void create_journal_file(const fs::path& db, const options& o) {
 /// for `o.append_seconds`.
 sample raw_append(const fs::path& db_path, const options& o, const payload_pool& payloads,
                   const std::vector<std::string>& ids) {
-  raw_db db{db_path, o};
+  raw_db db{db_path, o.sync};
   // Schema v1 of persistence/sqlite_journal.cpp: streams map ids to integer stream ids,
   // events are keyed by position (rowid) with a unique index on (stream_id, seq).
-  std::vector<std::int64_t> stream_ids;
-  stream_ids.reserve(ids.size());
-  {
-    raw_stmt stream_insert{db, "INSERT INTO streams (persistence_id) VALUES (?)"};
-    db.exec("BEGIN");
-    for (const auto& id : ids) {
-      stream_insert.bind_text(1, id);
-      stream_insert.run();
-      stream_ids.push_back(sqlite3_last_insert_rowid(db.get()));
-    }
-    db.exec("COMMIT");
-  }
+  auto stream_ids = lb::insert_streams(db, ids);
   raw_stmt begin{db, "BEGIN"};
   raw_stmt commit{db, "COMMIT"};
   raw_stmt insert{db, "INSERT INTO events (stream_id, seq, type, schema_version, payload,"
@@ -607,7 +526,7 @@ sample raw_append(const fs::path& db_path, const options& o, const payload_pool&
 /// returns is read (not copied).
 sample raw_replay(const fs::path& db_path, const options& o, const std::vector<std::string>& ids,
                   std::size_t per_id) {
-  raw_db db{db_path, o};
+  raw_db db{db_path, o.sync};
   raw_stmt select{db, "SELECT seq, type, schema_version, payload, tags, written_at, position"
                       " FROM events WHERE stream_id ="
                       " (SELECT stream_id FROM streams WHERE persistence_id = ?)"
