@@ -18,6 +18,7 @@
 #include "bench/bench_report.hpp"
 #include "bench/retail_naive.hpp"
 #include "persistence/persistence_error.hpp"
+#include "persistence/forwarding_journal.hpp"
 #include "persistence/sqlite_journal.hpp"
 #include "runtime/runtime.hpp"
 #include "samples/retail/retail_domain.hpp"
@@ -282,10 +283,9 @@ struct op_counter {
 /// Passes every call to the SQLite journal, and notes when each order's flow ended
 /// (the write holding "flow.ended" of "order/<id>" was committed: the order completed
 /// durably) plus call counts and times. The runtime uses it as its journal_override.
-class observed_journal final : public persistence::journal {
+class observed_journal final : public persistence::forwarding_journal<persistence::sqlite_journal> {
 public:
-  explicit observed_journal(std::shared_ptr<persistence::sqlite_journal> inner)
-    : inner_{std::move(inner)} {}
+  using forwarding_journal::forwarding_journal;
 
   /// Clears the counters and starts noting the completions of `orders` orders.
   void start_measuring(std::size_t orders, steady::time_point t0) {
@@ -338,7 +338,7 @@ public:
         }
     auto events = w.events.size();
     auto id = order == no_order ? std::string{} : w.persistence_id;
-    inner_->write(std::move(w), [this, done = std::move(done), t0, events, order, completed,
+    inner().write(std::move(w), [this, done = std::move(done), t0, events, order, completed,
                                  id](caf::expected<persistence::write_result> r) {
       if (r) {
         writes_ok_.fetch_add(1, std::memory_order_relaxed);
@@ -359,87 +359,66 @@ public:
                                                    persistence::sequence_nr to,
                                                    std::uint64_t max) override {
     auto t0 = steady::now();
-    auto r = inner_->replay(id, from, to, max);
+    auto r = inner().replay(id, from, to, max);
     recovery_reads_.add(since(t0), r ? r->events.size() : 0);
     return r;
   }
   caf::expected<persistence::sequence_nr> highest_seq(std::string_view id) override {
     auto t0 = steady::now();
-    auto r = inner_->highest_seq(id);
+    auto r = inner().highest_seq(id);
     recovery_reads_.add(since(t0));
     return r;
   }
-  caf::error delete_up_to(std::string_view id, persistence::sequence_nr n) override {
-    return inner_->delete_up_to(id, n);
-  }
-  caf::expected<std::vector<persistence::event_record>>
-  read_all(std::uint64_t after, std::uint64_t max,
-           const std::optional<std::string>& tag) override {
-    return inner_->read_all(after, max, tag);
-  }
   caf::error save_snapshot(persistence::snapshot_record snap) override {
     auto t0 = steady::now();
-    auto r = inner_->save_snapshot(std::move(snap));
+    auto r = inner().save_snapshot(std::move(snap));
     snapshots_.add(since(t0));
     return r;
   }
   caf::expected<std::optional<persistence::snapshot_record>>
   load_snapshot(std::string_view id, const persistence::snapshot_selection& sel) override {
     auto t0 = steady::now();
-    auto r = inner_->load_snapshot(id, sel);
+    auto r = inner().load_snapshot(id, sel);
     recovery_reads_.add(since(t0));
     return r;
   }
-  caf::error delete_snapshots(std::string_view id,
-                              const persistence::snapshot_selection& sel) override {
-    return inner_->delete_snapshots(id, sel);
-  }
-  caf::expected<std::vector<persistence::timer_record>> timers_due(persistence::time_ms until,
-                                                                   std::uint64_t max) override {
-    return inner_->timers_due(until, max);
-  }
   caf::expected<std::vector<persistence::timer_record>> timers_of(std::string_view id) override {
     auto t0 = steady::now();
-    auto r = inner_->timers_of(id);
+    auto r = inner().timers_of(id);
     recovery_reads_.add(since(t0));
     return r;
   }
   caf::expected<std::vector<persistence::outbox_record>> outbox_pending(std::uint64_t after,
                                                                         std::uint64_t max) override {
     auto t0 = steady::now();
-    auto r = inner_->outbox_pending(after, max);
+    auto r = inner().outbox_pending(after, max);
     outbox_pending_.add(since(t0), r ? r->size() : 0);
     return r;
   }
   caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override {
     auto t0 = steady::now();
     auto n = seqs.size();
-    auto r = inner_->outbox_delivered(std::move(seqs));
+    auto r = inner().outbox_delivered(std::move(seqs));
     outbox_delivered_.add(since(t0), n);
     return r;
   }
   caf::error record_dead_letter(persistence::dead_letter_record rec) override {
     fail("dead letter " + rec.message_id + " to " + rec.destination + ": " + rec.reason);
-    return inner_->record_dead_letter(std::move(rec));
-  }
-  caf::expected<std::vector<persistence::dead_letter_record>>
-  dead_letters(std::uint64_t after, std::uint64_t max) override {
-    return inner_->dead_letters(after, max);
+    return inner().record_dead_letter(std::move(rec));
   }
   caf::expected<bool> is_processed(std::string_view id, std::string_view message_id) override {
     auto t0 = steady::now();
-    auto r = inner_->is_processed(id, message_id);
+    auto r = inner().is_processed(id, message_id);
     recovery_reads_.add(since(t0));
     return r;
   }
   caf::expected<std::optional<persistence::processed_message>>
   processed_outcome(std::string_view id, std::string_view message_id) override {
     auto t0 = steady::now();
-    auto r = inner_->processed_outcome(id, message_id);
+    auto r = inner().processed_outcome(id, message_id);
     recovery_reads_.add(since(t0));
     return r;
   }
-  void flush() override { inner_->flush(); }
 
 private:
   static constexpr std::size_t no_order = static_cast<std::size_t>(-1);
@@ -463,7 +442,6 @@ private:
     cv_.notify_all();
   }
 
-  std::shared_ptr<persistence::sqlite_journal> inner_;
   std::mutex mtx_;
   std::condition_variable cv_;
   steady::time_point t0_;

@@ -4,6 +4,7 @@
 // order. Each test body then reads like a specification of one order's story.
 #pragma once
 
+#include "persistence/forwarding_journal.hpp"
 #include "persistence/memory_journal.hpp"
 #include "runtime/runtime.hpp"
 #include "samples/retail/retail_domain.hpp"
@@ -53,14 +54,14 @@ struct sent_message {
 /// A journal decorator that records the outbox messages of every committed write, in
 /// commit order, and passes everything else through. The in-memory journal completes
 /// writes on the calling thread, so the record follows commit order.
-class recording_journal final : public lp::journal {
+class recording_journal final : public lp::forwarding_journal<> {
 public:
-  explicit recording_journal(std::shared_ptr<lp::journal> inner) : inner_(std::move(inner)) {}
+  using forwarding_journal::forwarding_journal;
 
   void write(lp::atomic_write w, lp::write_callback done) override {
     auto source = w.persistence_id;
     auto outbox = w.outbox;
-    inner_->write(std::move(w), [this, source = std::move(source), outbox = std::move(outbox),
+    inner().write(std::move(w), [this, source = std::move(source), outbox = std::move(outbox),
                                  done = std::move(done)](caf::expected<lp::write_result> r) {
       if (r) {
         std::lock_guard guard{mutex_};
@@ -76,59 +77,6 @@ public:
       done(std::move(r));
     });
   }
-  caf::expected<lp::replay_result> replay(std::string_view id, lp::sequence_nr from,
-                                          lp::sequence_nr to, std::uint64_t max) override {
-    return inner_->replay(id, from, to, max);
-  }
-  caf::expected<lp::sequence_nr> highest_seq(std::string_view id) override {
-    return inner_->highest_seq(id);
-  }
-  caf::error delete_up_to(std::string_view id, lp::sequence_nr n) override {
-    return inner_->delete_up_to(id, n);
-  }
-  caf::expected<std::vector<lp::event_record>>
-  read_all(std::uint64_t after, std::uint64_t max, const std::optional<std::string>& tag) override {
-    return inner_->read_all(after, max, tag);
-  }
-  caf::error save_snapshot(lp::snapshot_record snap) override {
-    return inner_->save_snapshot(std::move(snap));
-  }
-  caf::expected<std::optional<lp::snapshot_record>>
-  load_snapshot(std::string_view id, const lp::snapshot_selection& sel) override {
-    return inner_->load_snapshot(id, sel);
-  }
-  caf::error delete_snapshots(std::string_view id, const lp::snapshot_selection& sel) override {
-    return inner_->delete_snapshots(id, sel);
-  }
-  caf::expected<std::vector<lp::timer_record>> timers_due(lp::time_ms until,
-                                                          std::uint64_t max) override {
-    return inner_->timers_due(until, max);
-  }
-  caf::expected<std::vector<lp::timer_record>> timers_of(std::string_view id) override {
-    return inner_->timers_of(id);
-  }
-  caf::expected<std::vector<lp::outbox_record>> outbox_pending(std::uint64_t after,
-                                                               std::uint64_t max) override {
-    return inner_->outbox_pending(after, max);
-  }
-  caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override {
-    return inner_->outbox_delivered(std::move(seqs));
-  }
-  caf::error record_dead_letter(lp::dead_letter_record rec) override {
-    return inner_->record_dead_letter(std::move(rec));
-  }
-  caf::expected<std::vector<lp::dead_letter_record>> dead_letters(std::uint64_t after,
-                                                                  std::uint64_t max) override {
-    return inner_->dead_letters(after, max);
-  }
-  caf::expected<bool> is_processed(std::string_view id, std::string_view message_id) override {
-    return inner_->is_processed(id, message_id);
-  }
-  caf::expected<std::optional<lp::processed_message>>
-  processed_outcome(std::string_view id, std::string_view message_id) override {
-    return inner_->processed_outcome(id, message_id);
-  }
-  void flush() override { inner_->flush(); }
 
   /// Every message of every committed write so far, in commit order.
   std::vector<sent_message> sent() const {
@@ -137,7 +85,6 @@ public:
   }
 
 private:
-  std::shared_ptr<lp::journal> inner_;
   mutable std::mutex mutex_;
   std::vector<sent_message> sent_;
 };

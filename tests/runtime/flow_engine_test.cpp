@@ -5,6 +5,7 @@
 #include "tests/runtime/flow_entities.hpp"
 #include "tests/runtime/runtime_fixture.hpp"
 
+#include "persistence/forwarding_journal.hpp"
 #include "persistence/sqlite_journal.hpp"
 
 #include <algorithm>
@@ -158,69 +159,14 @@ struct order_log {
 
 /// Passes every call to a SQLite journal and completes writes on the calling thread
 /// (write_and_wait), as the in-memory journal does.
-class inline_sqlite final : public lp::journal {
+class inline_sqlite final : public lp::forwarding_journal<lp::sqlite_journal> {
 public:
-  explicit inline_sqlite(std::unique_ptr<lp::sqlite_journal> inner) : inner_(std::move(inner)) {}
+  using forwarding_journal::forwarding_journal;
 
   void write(lp::atomic_write w, lp::write_callback done) override {
-    done(inner_->write_and_wait(std::move(w)));
+    done(inner().write_and_wait(std::move(w)));
   }
-  caf::expected<lp::replay_result> replay(std::string_view id, lp::sequence_nr from,
-                                          lp::sequence_nr to, std::uint64_t max) override {
-    return inner_->replay(id, from, to, max);
-  }
-  caf::expected<lp::sequence_nr> highest_seq(std::string_view id) override {
-    return inner_->highest_seq(id);
-  }
-  caf::error delete_up_to(std::string_view id, lp::sequence_nr n) override {
-    return inner_->delete_up_to(id, n);
-  }
-  caf::expected<std::vector<lp::event_record>>
-  read_all(std::uint64_t after, std::uint64_t max, const std::optional<std::string>& tag) override {
-    return inner_->read_all(after, max, tag);
-  }
-  caf::error save_snapshot(lp::snapshot_record snap) override {
-    return inner_->save_snapshot(std::move(snap));
-  }
-  caf::expected<std::optional<lp::snapshot_record>>
-  load_snapshot(std::string_view id, const lp::snapshot_selection& sel) override {
-    return inner_->load_snapshot(id, sel);
-  }
-  caf::error delete_snapshots(std::string_view id, const lp::snapshot_selection& sel) override {
-    return inner_->delete_snapshots(id, sel);
-  }
-  caf::expected<std::vector<lp::timer_record>> timers_due(time_ms until,
-                                                          std::uint64_t max) override {
-    return inner_->timers_due(until, max);
-  }
-  caf::expected<std::vector<lp::timer_record>> timers_of(std::string_view id) override {
-    return inner_->timers_of(id);
-  }
-  caf::expected<std::vector<lp::outbox_record>> outbox_pending(std::uint64_t after,
-                                                               std::uint64_t max) override {
-    return inner_->outbox_pending(after, max);
-  }
-  caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override {
-    return inner_->outbox_delivered(std::move(seqs));
-  }
-  caf::error record_dead_letter(lp::dead_letter_record rec) override {
-    return inner_->record_dead_letter(std::move(rec));
-  }
-  caf::expected<std::vector<lp::dead_letter_record>> dead_letters(std::uint64_t after,
-                                                                  std::uint64_t max) override {
-    return inner_->dead_letters(after, max);
-  }
-  caf::expected<bool> is_processed(std::string_view id, std::string_view message_id) override {
-    return inner_->is_processed(id, message_id);
-  }
-  caf::expected<std::optional<lp::processed_message>>
-  processed_outcome(std::string_view id, std::string_view message_id) override {
-    return inner_->processed_outcome(id, message_id);
-  }
-  void flush() override { inner_->flush(); }
 
-private:
-  std::unique_ptr<lp::sqlite_journal> inner_;
 };
 
 // -- the runtime under test ---------------------------------------------------------------
