@@ -184,6 +184,16 @@ void on_chunk(self_ptr self, loaded_chunk& chunk) {
   auto& st = self->state;
   for (const auto& t : chunk.timers)
     st.timers[t.name] = t.due_ms;
+  if (std::exchange(st.resync_timers, false) && st.scheduler) {
+    // After a write with an unknown outcome the scheduler may have missed timer changes
+    // that did commit (S2): hand it this instance's stored timers as they are.
+    timer_change tc;
+    tc.persistence_id = st.pid;
+    tc.cancelled_all = true;
+    for (const auto& t : chunk.timers)
+      tc.set.push_back({t.name, t.due_ms, t.payload_json});
+    self->send(st.scheduler, std::move(tc));
+  }
   if (chunk.snapshot) {
     auto decoded = st.behavior->decode_state(chunk.snapshot->state_json);
     if (!decoded) {
@@ -614,6 +624,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     // JOURNAL.md §6: nothing was stored, but this instance's view of its stream is stale
     // (another writer, or an earlier "failed" write that did commit): reload it now.
     st.ctx->log->warn("[{}] write rejected, reloading: {}", st.pid, persistence::describe(err));
+    st.resync_timers = true;
     start_recovery(self);
     return;
   }
@@ -624,7 +635,9 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     process(self);
     return;
   }
-  // Failed: the outcome is unknown; only the journal can tell, so recover from it.
+  // Failed: the outcome is unknown; only the journal can tell, so recover from it (and
+  // tell the scheduler which timers are stored).
+  st.resync_timers = true;
   restart_from_journal(self, "write failed: " + persistence::describe(err));
 }
 

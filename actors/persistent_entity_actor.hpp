@@ -52,6 +52,9 @@ struct entity_actor_state {
   /// The incident text the in-flight write opens ("" = it resolves the incident).
   std::optional<std::string> in_flight_incident;
   std::optional<timer_change> in_flight_timers;  ///< reported to the scheduler once stored
+  /// The next recovery reports every stored timer to the scheduler (after a write with
+  /// an unknown outcome, whose timer changes may have been stored unreported).
+  bool resync_timers = false;
   std::uint64_t write_token = 0;
   std::string incident;     ///< open incident text; empty when none
   std::string failure;      ///< why recovery failed; empty when it did not

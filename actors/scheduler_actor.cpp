@@ -1,7 +1,8 @@
 // The scheduler (see header). Invariants:
-// S2: the window holds every stored timer whose key is <= window_end, except timers in
-//     flight; entities report their timer changes after each stored write, and a refill
-//     from the journal restores S2 whenever the window runs out or time passes window_end.
+// S2: the window holds every stored timer whose key is <= loaded_through, except timers
+//     in flight; entities report their timer changes after each stored write (and all
+//     their timers after a write with an unknown outcome), and the window grows by reading
+//     the journal's next page after loaded_through, which only ever moves forward.
 // S3: a firing carries the timer's due time; the entity ignores it unless the timer is
 //     still set with that due time, and stores its removal with the command's effects, so
 //     a timer fires exactly once even across crashes (JOURNAL.md I12).
@@ -45,40 +46,67 @@ void arm_sweep(self_ptr self) {
   self->delayed_send(self, deadline_sweep_interval, scheduler_sweep_atom::value);
 }
 
-/// Reloads the window from the journal (S2): the earliest timers up to now + horizon,
-/// at most `timer_window` of them.
-void refill(self_ptr self) {
+/// Whether the window knows the stored timer at `k` (S2): timer changes at or before
+/// loaded_through are applied to the window, later ones are left to the next read.
+bool covered(const scheduler_state& st, const key& k) {
+  return st.loaded && k <= st.loaded_through;
+}
+
+/// Rows per read: one chunk, less when the window is small.
+std::size_t page_size(const scheduler_state& st) {
+  return std::max<std::size_t>(
+    1, std::min(st.ctx->settings.timer_read_chunk, st.ctx->settings.timer_window));
+}
+
+/// When the window must grow by a read: before the first firing; while the last read
+/// stopped at its row limit and a page fits; or once less than half the horizon is left
+/// of a window that is complete up to a time. Never when it would not fit a page, so the
+/// window stays within timer_window (plus in-flight and re-armed retries).
+bool wants_read(const scheduler_state& st, persistence::time_ms now) {
+  if (!st.loaded)
+    return true;
+  if (st.read_retry_at >= 0 && now < st.read_retry_at)
+    return false;
+  if (st.window.size() + page_size(st) > st.ctx->settings.timer_window)
+    return false;
+  if (st.stopped_at_row)
+    return true;
+  auto complete_until = std::get<0>(st.loaded_through) - 1;
+  return now + st.ctx->settings.timer_horizon.count() / 2 >= complete_until;
+}
+
+/// Extends the window by the journal's next page after loaded_through (S2): the earliest
+/// stored timers not yet known, due by now + horizon, at most one page. One short read per
+/// call (about 1 µs per row) so that due firings never wait long behind it; a backlog is
+/// read page by page as firings are answered.
+void read_page(self_ptr self, persistence::time_ms now) {
   auto& st = self->state;
-  auto now = st.ctx->time->now();
   auto until = now + st.ctx->settings.timer_horizon.count();
-  auto rows = st.ctx->journal->timers_due(until, st.ctx->settings.timer_window);
+  auto n = page_size(st);
+  persistence::timer_position after{std::numeric_limits<persistence::time_ms>::min(), "", ""};
+  if (st.loaded)
+    after = {std::get<0>(st.loaded_through), std::get<1>(st.loaded_through),
+             std::get<2>(st.loaded_through)};
+  auto rows = st.ctx->journal->timers_due_after(after, until, n);
   if (!rows) {
-    st.ctx->log->error("scheduler: reading timers failed: {}",
-                       persistence::describe(rows.error()));
+    st.ctx->log->error("scheduler: reading timers failed (retry in {} ms): {}",
+                       st.ctx->settings.timer_retry.count(), persistence::describe(rows.error()));
+    st.read_retry_at = now + st.ctx->settings.timer_retry.count();
     return;
   }
-  // Timers waiting for a retry keep their backoff: a refill must not retry them early.
-  auto previous = std::move(st.window);
-  st.window.clear();
-  st.due_of.clear();
-  for (const auto& [k, p] : st.in_flight)
-    st.due_of[timer_id(std::get<1>(k), std::get<2>(k))] = std::get<0>(k);
+  st.read_retry_at = -1;
+  st.stopped_at_row = rows->size() >= n;
+  st.loaded_through = st.stopped_at_row ? key{rows->back().due_ms, rows->back().persistence_id,
+                                               rows->back().name}
+                                         : key{until + 1, {}, {}};
   for (auto& r : *rows) {
-    key k{r.due_ms, r.persistence_id, r.name};
+    key k{r.due_ms, std::move(r.persistence_id), std::move(r.name)};
     if (st.in_flight.count(k) > 0)
       continue;
-    scheduler_state::pending p{std::move(r.payload_json), 0, 0};
-    if (auto old = previous.find(k); old != previous.end()) {
-      p.not_before = old->second.not_before;
-      p.attempts = old->second.attempts;
-    }
-    st.due_of[timer_id(r.persistence_id, r.name)] = r.due_ms;
-    st.window.emplace(std::move(k), std::move(p));
+    st.due_of[timer_id(std::get<1>(k), std::get<2>(k))] = r.due_ms;
+    st.window.emplace(std::move(k), scheduler_state::pending{std::move(r.payload_json), 0, 0});
   }
-  st.window_truncated = rows->size() >= st.ctx->settings.timer_window;
-  // The last row read, not the window's last entry: every row read may be in flight
-  // (timer_window <= timers_max_in_flight), leaving the window empty.
-  st.window_end = st.window_truncated ? rows->back().due_ms : until;
+  st.loaded = true;
 }
 
 void remove_timer(scheduler_state& st, const std::string& pid, const std::string& name) {
@@ -89,17 +117,25 @@ void remove_timer(scheduler_state& st, const std::string& pid, const std::string
   st.due_of.erase(it);
 }
 
-/// Arms one wake-up for the next thing to do: the earliest firing or the next refill.
+/// Arms one wake-up for the next thing to do: the earliest firing or the next read.
 void arm(self_ptr self) {
   auto& st = self->state;
   // All delivery slots taken: the next answer calls fire_due. Arming now would wake the
   // scheduler over and over for timers it cannot deliver yet.
   if (st.in_flight.size() >= st.ctx->settings.timers_max_in_flight)
     return;
-  // A complete window is refilled when time reaches its end; a truncated one when it
-  // runs low (needs_refill), which no clock time announces.
+  // A window complete up to a time reads on when half the horizon is left (wants_read);
+  // one that stopped at a row limit reads on as firings make room, which no clock time
+  // announces; after a failed read, at the retry time.
   constexpr auto never = std::numeric_limits<persistence::time_ms>::max();
-  auto next = st.window_truncated ? never : st.window_end;
+  // Without room for a page, no read is due: the window holds the earliest timers, so
+  // firings make room before anything beyond it comes due.
+  auto next = never;
+  bool room = st.window.size() + page_size(st) <= st.ctx->settings.timer_window;
+  if (room && st.read_retry_at >= 0)
+    next = st.read_retry_at;
+  else if (room && st.loaded && !st.stopped_at_row)
+    next = std::get<0>(st.loaded_through) - 1 - st.ctx->settings.timer_horizon.count() / 2;
   for (const auto& [k, p] : st.window) {
     if (std::get<0>(k) > next)
       break;
@@ -214,24 +250,11 @@ void deliver(self_ptr self, const key& k, const scheduler_state::pending& p) {
       });
 }
 
-/// Whether the window must be reloaded from the journal before firing (S2).
-bool needs_refill(const scheduler_state& st, persistence::time_ms now) {
-  if (st.window_end < 0)
-    return true;
-  if (!st.window_truncated)
-    return now >= st.window_end;
-  // Truncated: the window holds the earliest stored timers and fires them in due order,
-  // so timers beyond its end are not needed before it runs low, however late it is.
-  // (Refilling whenever now >= window_end re-read the whole window for every firing
-  // while the instances worked through a backlog.)
-  return st.window.size() <= st.ctx->settings.timer_window / 2;
-}
-
 void fire_due(self_ptr self) {
   auto& st = self->state;
   auto now = st.ctx->time->now();
-  if (needs_refill(st, now))
-    refill(self);
+  if (wants_read(st, now))
+    read_page(self, now);
   auto max = st.ctx->settings.timers_max_in_flight;
   for (auto it = st.window.begin(); it != st.window.end() && st.in_flight.size() < max;) {
     if (std::get<0>(it->first) > now)
@@ -260,7 +283,7 @@ std::optional<persistence::time_ms> next_due(self_ptr self) {
     if (std::get<0>(k) >= *next)
       break;
   }
-  if (!next && st.window_end >= 0) {
+  if (!next && st.loaded) {
     // Beyond the window: ask the journal for its earliest stored timer.
     auto rows = st.ctx->journal->timers_due(std::numeric_limits<persistence::time_ms>::max(), 1);
     if (rows && !rows->empty() && st.in_flight.count(key{rows->front().due_ms,
@@ -313,10 +336,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
         remove_timer(s, tc.persistence_id, name);
       for (auto& t : tc.set) {
         remove_timer(s, tc.persistence_id, t.name);
-        if (s.window_end >= 0 && t.due_ms <= s.window_end) {
+        key k{t.due_ms, tc.persistence_id, t.name};
+        if (covered(s, k)) {
           s.due_of[timer_id(tc.persistence_id, t.name)] = t.due_ms;
-          s.window.emplace(key{t.due_ms, tc.persistence_id, t.name},
-                           scheduler_state::pending{std::move(t.payload_json), 0, 0});
+          s.window.emplace(std::move(k), scheduler_state::pending{std::move(t.payload_json), 0, 0});
         }
       }
       fire_due(self);

@@ -35,13 +35,19 @@ struct scheduler_state {
 
   std::shared_ptr<const entity_context> ctx;
   caf::actor_addr supervisor;
-  /// Every stored timer with key <= window_end, except those in flight (S2).
+  /// Every stored timer with key <= loaded_through, except those in flight (S2).
   std::map<key, pending> window;
   /// Where each windowed or in-flight timer is, by (persistence id, name).
   std::unordered_map<std::string, persistence::time_ms> due_of;
   std::map<key, pending> in_flight;    ///< delivered, awaiting the instance's answer
-  persistence::time_ms window_end = -1;  ///< -1: nothing loaded yet
-  bool window_truncated = false;  ///< the last refill hit the window size limit
+  /// How far the window is complete (S2): every stored timer with a key <= this one is in
+  /// `window` or `in_flight`. `{t + 1, "", ""}` after a read that reached its time bound
+  /// t (no stored timer has an empty id); the last row read after a read that stopped at
+  /// its row limit. Only grows: each read continues after it (keyset paging).
+  key loaded_through;
+  bool loaded = false;         ///< false until the first read: nothing is covered
+  bool stopped_at_row = false;  ///< the last read hit its row limit: more may follow at once
+  persistence::time_ms read_retry_at = -1;  ///< after a failed read: when to try again
   persistence::time_ms armed_for = -1;  ///< clock time of the pending wake-up (-1: none)
   request_deadlines deadlines;  ///< deliveries awaiting an answer, with their deadlines
   bool sweep_armed = false;

@@ -213,6 +213,11 @@ caf::expected<std::vector<timer_record>> fault_journal::timers_due(time_ms until
   return inner_->timers_due(until, max);
 }
 
+caf::expected<std::vector<timer_record>> fault_journal::timers_due_after(
+  const timer_position& after, time_ms until, std::uint64_t max) {
+  return inner_->timers_due_after(after, until, max);
+}
+
 caf::expected<std::vector<timer_record>> fault_journal::timers_of(std::string_view id) {
   return inner_->timers_of(id);
 }

@@ -49,6 +49,11 @@ public:
                                                       std::uint64_t max) override {
     return inner_->timers_due(until, max);
   }
+  caf::expected<std::vector<timer_record>> timers_due_after(const timer_position& after,
+                                                            time_ms until,
+                                                            std::uint64_t max) override {
+    return inner_->timers_due_after(after, until, max);
+  }
   caf::expected<std::vector<timer_record>> timers_of(std::string_view id) override {
     return inner_->timers_of(id);
   }

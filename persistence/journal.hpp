@@ -67,6 +67,14 @@ struct timer_record {
   std::string payload_json;
 };
 
+/// A place in the due order of timers: (due_ms, persistence id, name), compared in that
+/// order, strings bytewise (as SQLite's BINARY collation and std::string do).
+struct timer_position {
+  time_ms due_ms = 0;
+  std::string persistence_id;
+  std::string name;
+};
+
 /// A message to deliver after the write commits (at least once, see JOURNAL.md).
 struct outbox_message {
   std::string message_id;    ///< globally unique, non-empty; receivers deduplicate by it
@@ -208,6 +216,14 @@ public:
   /// Served from an index in that order: cheap even with millions of pending timers.
   [[nodiscard]] virtual caf::expected<std::vector<timer_record>>
   timers_due(time_ms until, std::uint64_t max) = 0;
+
+  /// Continues `timers_due` from a position: the timers whose (due_ms, persistence id,
+  /// name) is greater than `after`, with due_ms <= until, in that order, at most `max`.
+  /// Pass the last row of the previous page to read the next one (keyset paging: each
+  /// page costs what it returns, however many timers precede it). No stored timer has an
+  /// empty persistence id or name, so `{t, "", ""}` starts at due time t.
+  [[nodiscard]] virtual caf::expected<std::vector<timer_record>>
+  timers_due_after(const timer_position& after, time_ms until, std::uint64_t max) = 0;
 
   /// The timers of one persistence id, ordered by name.
   [[nodiscard]] virtual caf::expected<std::vector<timer_record>>

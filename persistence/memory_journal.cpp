@@ -321,6 +321,21 @@ caf::expected<std::vector<timer_record>> memory_journal::timers_due(time_ms unti
   return result;
 }
 
+caf::expected<std::vector<timer_record>> memory_journal::timers_due_after(
+  const timer_position& after, time_ms until, std::uint64_t max) {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  std::vector<timer_record> result;
+  for (auto i = state_->timers_by_due.upper_bound(
+         due_key{after.due_ms, after.persistence_id, after.name});
+       i != state_->timers_by_due.end() && std::get<0>(i->first) <= until
+       && result.size() < max;
+       ++i) {
+    const auto& [due, id, name] = i->first;
+    result.push_back(timer_record{id, name, due, i->second});
+  }
+  return result;
+}
+
 caf::expected<std::vector<timer_record>> memory_journal::timers_of(std::string_view id) {
   std::lock_guard<std::mutex> guard{state_->mtx};
   std::vector<timer_record> result;

@@ -1241,6 +1241,26 @@ caf::expected<std::vector<timer_record>> sqlite_journal::timers_due(time_ms unti
   });
 }
 
+caf::expected<std::vector<timer_record>> sqlite_journal::timers_due_after(
+  const timer_position& after, time_ms until, std::uint64_t max) {
+  using result = std::vector<timer_record>;
+  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
+    // A row-value comparison: SQLite seeks timers_by_due to `after` and walks on.
+    auto st = c.prepare("SELECT persistence_id, name, due_at, payload FROM timers"
+                        " WHERE (due_at, persistence_id, name) > (?, ?, ?) AND due_at <= ?"
+                        " ORDER BY due_at, persistence_id, name LIMIT ?");
+    if (!st)
+      return st.error();
+    reset_guard guard{**st};
+    (*st)->bind(1, after.due_ms)
+      .bind(2, after.persistence_id)
+      .bind(3, after.name)
+      .bind(4, until)
+      .bind(5, clamp64(max));
+    return read_timers(c, **st);
+  });
+}
+
 caf::expected<std::vector<timer_record>> sqlite_journal::timers_of(std::string_view id) {
   using result = std::vector<timer_record>;
   return impl_->read<result>([&](connection& c) -> caf::expected<result> {

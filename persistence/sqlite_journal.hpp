@@ -68,6 +68,8 @@ public:
   [[nodiscard]] caf::expected<std::vector<timer_record>>
   timers_due(time_ms until, std::uint64_t max) override;
   [[nodiscard]] caf::expected<std::vector<timer_record>>
+  timers_due_after(const timer_position& after, time_ms until, std::uint64_t max) override;
+  [[nodiscard]] caf::expected<std::vector<timer_record>>
   timers_of(std::string_view id) override;
   [[nodiscard]] caf::expected<std::vector<outbox_record>>
   outbox_pending(std::uint64_t after_seq, std::uint64_t max) override;

@@ -174,6 +174,11 @@ public:
     return value_of(j->timers_due(until, max), "timers_due");
   }
 
+  std::vector<timer_record> timers_due_after(timer_position after, time_ms until,
+                                             std::uint64_t max = all) {
+    return value_of(j->timers_due_after(after, until, max), "timers_due_after");
+  }
+
   std::vector<outbox_record> outbox_pending(std::uint64_t after = 0, std::uint64_t max = all) {
     return value_of(j->outbox_pending(after, max), "outbox_pending");
   }
@@ -793,6 +798,51 @@ LONGHAUL_CONTRACT_CASE("timers_due returns timers due at or before until, ordere
   REQUIRE(due.size() == 2);
   CHECK(due[1].due_ms == 50);
   CHECK(due[1].payload_json == R"({"cmd":"fire"})");
+}
+
+LONGHAUL_CONTRACT_CASE("timers_due_after continues the due order strictly after a position") {
+  auto set = [this](std::string id, std::vector<timer_set> timers) {
+    auto w = write_for(std::move(id), 1);
+    w.timers_to_set = std::move(timers);
+    store(std::move(w));
+  };
+  set("page-b", {timer("t1", 100)});
+  set("page-a", {timer("t2", 100), timer("t1", 100), timer("late", 300)});
+  set("page-c", {timer("early", 50)});
+  // Paging with the last row of each page visits every timer once, in due order.
+  std::vector<std::string> paged;
+  timer_position after{-1, "", ""};
+  for (;;) {
+    auto page = timers_due_after(after, 1000, 2);
+    if (page.empty())
+      break;
+    for (const auto& t : page)
+      paged.push_back(t.persistence_id + "/" + t.name);
+    after = {page.back().due_ms, page.back().persistence_id, page.back().name};
+  }
+  CHECK(paged
+        == std::vector<std::string>{"page-c/early", "page-a/t1", "page-a/t2", "page-b/t1",
+                                    "page-a/late"});
+  // Strictly after: same due time, then id, then name decide.
+  CHECK(names(timers_due_after({100, "page-a", "t1"}, 1000))
+        == std::vector<std::string>{"page-a/t2", "page-b/t1", "page-a/late"});
+  CHECK(names(timers_due_after({100, "page-a", "t2"}, 1000))
+        == std::vector<std::string>{"page-b/t1", "page-a/late"});
+  CHECK(names(timers_due_after({100, "page-b", "t1"}, 1000))
+        == std::vector<std::string>{"page-a/late"});
+  // {t, "", ""} starts at due time t; until bounds the due time.
+  CHECK(names(timers_due_after({100, "", ""}, 1000))
+        == std::vector<std::string>{"page-a/t1", "page-a/t2", "page-b/t1", "page-a/late"});
+  CHECK(names(timers_due_after({51, "", ""}, 299))
+        == std::vector<std::string>{"page-a/t1", "page-a/t2", "page-b/t1"});
+  CHECK(timers_due_after({300, "page-a", "late"}, 1000).empty());
+  CHECK(timers_due_after({-1, "", ""}, 1000, 0).empty());
+  auto first = timers_due_after({-1, "", ""}, 49);
+  CHECK(first.empty());
+  // A timer set after a page was read shows up in the next page if it sorts after it.
+  set("page-d", {timer("t0", 100)});
+  CHECK(names(timers_due_after({100, "page-b", "t1"}, 1000))
+        == std::vector<std::string>{"page-d/t0", "page-a/late"});
 }
 
 LONGHAUL_CONTRACT_CASE("timers_of returns the timers of one id ordered by name") {

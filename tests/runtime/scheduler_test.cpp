@@ -12,6 +12,7 @@
 #include "tests/runtime/timer_entities.hpp"
 
 #include "actors/clock.hpp"
+#include "persistence/fault_journal.hpp"
 #include "persistence/memory_journal.hpp"
 #include "persistence/forwarding_journal.hpp"
 #include "persistence/sqlite_journal.hpp"
@@ -759,4 +760,32 @@ TEST_CASE("a timer whose command decide() rejects is consumed: it fires once and
   CHECK(dead_letters_of(t.journal()).empty());
   CHECK(event_names(t.journal(), "alarm/a")
         == std::vector<std::string>{"alarm.set", "alarm.rang"});
+}
+
+// The instance hands its stored timers to the scheduler when it recovers from a write
+// with an unknown outcome.
+TEST_CASE("a timer stored by a write whose acknowledgement was lost fires on time") {
+  timer_runtime t;
+  auto faults = std::make_shared<lp::fault_journal>(t.cfg.journal_override);
+  t.cfg.journal_override = faults;
+  t.start();
+  auto base = t.now();
+  t.set("a", {{"known", base + 60'000}});
+  // The next write commits, but its caller hears io_error: the instance never reported
+  // this timer change, and restarts from the journal.
+  REQUIRE_FALSE(faults->fail_next_writes_after_storing(1));
+  auto lost = t.rt().ask("alarm", "a", alarms::set_alarms{{{"unreported", base + 5'000}}});
+  REQUIRE_FALSE(lost);
+  REQUIRE(t.stored_timers().size() == 2);
+  // The instance restarts after its backoff (100 ms), well before the timer is due.
+  t.advance(1s);
+  CHECK(t.firings().empty());
+  t.advance(1h);
+  auto fs = t.firings();
+  REQUIRE(fs.size() == 2);
+  CHECK(fs[0].name == "unreported");
+  CHECK(fs[0].written_at_ms == base + 5'000);
+  CHECK(fs[1].name == "known");
+  CHECK(fs[1].written_at_ms == base + 60'000);
+  CHECK(t.stored_timers().empty());
 }
