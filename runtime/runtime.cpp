@@ -256,6 +256,9 @@ caf::error runtime::start() {
     auto threads = d.cfg.worker_threads != 0 ? d.cfg.worker_threads
                                              : std::max(2u, std::thread::hardware_concurrency());
     d.sys_cfg->set("scheduler.max-threads", threads);
+    d.sys_cfg->set("scheduler.policy", d.cfg.scheduling == worker_scheduling::sharing
+                                         ? caf::atom("sharing")
+                                         : caf::atom("stealing"));
   }
   d.sys = std::make_unique<caf::actor_system>(*d.sys_cfg);
   auto ctx = std::make_shared<actors::entity_context>();

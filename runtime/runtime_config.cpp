@@ -98,6 +98,15 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
     return parse_number(key, value, cfg.max_concurrent_recoveries);
   if (key == "worker_threads")
     return parse_number(key, value, cfg.worker_threads);
+  if (key == "scheduling") {
+    if (value == "sharing")
+      cfg.scheduling = worker_scheduling::sharing;
+    else if (value == "work_stealing")
+      cfg.scheduling = worker_scheduling::work_stealing;
+    else
+      return bad(key, value, "sharing or work_stealing");
+    return {};
+  }
   if (key == "reader_threads")
     return parse_number(key, value, cfg.reader_threads);
   if (key == "max_id_bytes")

@@ -778,6 +778,9 @@ TEST_CASE("set_option rejects unknown keys and malformed values with a message n
   CHECK(longhaul::set_option(cfg, "storage", "tape"));
   CHECK(longhaul::set_option(cfg, "log_level", "loud"));
   CHECK(longhaul::set_option(cfg, "database_path", ""));
+  auto bad_scheduling = longhaul::set_option(cfg, "scheduling", "round_robin");
+  CHECK_THAT(longhaul::persistence::describe(bad_scheduling),
+             Catch::Contains("scheduling") && Catch::Contains("sharing or work_stealing"));
 
   // Good values are applied.
   REQUIRE_FALSE(longhaul::set_option(cfg, "passivate_after_ms", "2500"));
@@ -788,4 +791,7 @@ TEST_CASE("set_option rejects unknown keys and malformed values with a message n
   CHECK(cfg.sync == longhaul::persistence::sync_mode::off);
   REQUIRE_FALSE(longhaul::set_option(cfg, "max_id_bytes", "64"));
   CHECK(cfg.max_id_bytes == 64);
+  CHECK(cfg.scheduling == longhaul::worker_scheduling::sharing);
+  REQUIRE_FALSE(longhaul::set_option(cfg, "scheduling", "work_stealing"));
+  CHECK(cfg.scheduling == longhaul::worker_scheduling::work_stealing);
 }
