@@ -307,13 +307,14 @@ caf::error memory_journal::delete_snapshots(std::string_view id,
   return {};
 }
 
-caf::expected<std::vector<timer_record>> memory_journal::timers_due(time_ms until,
-                                                                    std::uint64_t max) {
-  std::lock_guard<std::mutex> guard{state_->mtx};
+namespace {
+
+/// Timers in due order from `from`, with due_ms <= until, at most `max`.
+std::vector<timer_record> due_from(const std::map<due_key, std::string>& by_due,
+                                   std::map<due_key, std::string>::const_iterator from,
+                                   time_ms until, std::uint64_t max) {
   std::vector<timer_record> result;
-  for (auto i = state_->timers_by_due.begin();
-       i != state_->timers_by_due.end() && std::get<0>(i->first) <= until
-       && result.size() < max;
+  for (auto i = from; i != by_due.end() && std::get<0>(i->first) <= until && result.size() < max;
        ++i) {
     const auto& [due, id, name] = i->first;
     result.push_back(timer_record{id, name, due, i->second});
@@ -321,19 +322,21 @@ caf::expected<std::vector<timer_record>> memory_journal::timers_due(time_ms unti
   return result;
 }
 
+}  // namespace
+
+caf::expected<std::vector<timer_record>> memory_journal::timers_due(time_ms until,
+                                                                    std::uint64_t max) {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  const auto& by_due = state_->timers_by_due;
+  return due_from(by_due, by_due.begin(), until, max);
+}
+
 caf::expected<std::vector<timer_record>> memory_journal::timers_due_after(
   const timer_position& after, time_ms until, std::uint64_t max) {
   std::lock_guard<std::mutex> guard{state_->mtx};
-  std::vector<timer_record> result;
-  for (auto i = state_->timers_by_due.upper_bound(
-         due_key{after.due_ms, after.persistence_id, after.name});
-       i != state_->timers_by_due.end() && std::get<0>(i->first) <= until
-       && result.size() < max;
-       ++i) {
-    const auto& [due, id, name] = i->first;
-    result.push_back(timer_record{id, name, due, i->second});
-  }
-  return result;
+  const auto& by_due = state_->timers_by_due;
+  auto from = by_due.upper_bound(due_key{after.due_ms, after.persistence_id, after.name});
+  return due_from(by_due, from, until, max);
 }
 
 caf::expected<std::vector<timer_record>> memory_journal::timers_of(std::string_view id) {

@@ -174,6 +174,13 @@ public:
     return value_of(j->timers_due(until, max), "timers_due");
   }
 
+  /// Stores the first write of `id`: no events, just `timers`.
+  void set_timers(std::string id, std::vector<timer_set> timers) {
+    auto w = write_for(std::move(id), 1);
+    w.timers_to_set = std::move(timers);
+    store(std::move(w));
+  }
+
   std::vector<timer_record> timers_due_after(timer_position after, time_ms until,
                                              std::uint64_t max = all) {
     return value_of(j->timers_due_after(after, until, max), "timers_due_after");
@@ -776,15 +783,10 @@ LONGHAUL_CONTRACT_CASE("cancel_all_timers removes every timer of the id before t
 
 LONGHAUL_CONTRACT_CASE("timers_due returns timers due at or before until, ordered by due time, "
                        "id and name, at most max") {
-  auto set = [this](std::string id, std::vector<timer_set> timers) {
-    auto w = write_for(std::move(id), 1);
-    w.timers_to_set = std::move(timers);
-    store(std::move(w));
-  };
-  set("due-b", {timer("t1", 100)});
-  set("due-a", {timer("t2", 100), timer("t1", 100), timer("late", 300)});
-  set("due-c", {timer("early", 50)});
-  set("due-d", {timer("epoch", 0)});
+  set_timers("due-b", {timer("t1", 100)});
+  set_timers("due-a", {timer("t2", 100), timer("t1", 100), timer("late", 300)});
+  set_timers("due-c", {timer("early", 50)});
+  set_timers("due-d", {timer("epoch", 0)});
   CHECK(names(timers_due(100))
         == std::vector<std::string>{"due-d/epoch", "due-c/early", "due-a/t1", "due-a/t2",
                                     "due-b/t1"});
@@ -801,14 +803,9 @@ LONGHAUL_CONTRACT_CASE("timers_due returns timers due at or before until, ordere
 }
 
 LONGHAUL_CONTRACT_CASE("timers_due_after continues the due order strictly after a position") {
-  auto set = [this](std::string id, std::vector<timer_set> timers) {
-    auto w = write_for(std::move(id), 1);
-    w.timers_to_set = std::move(timers);
-    store(std::move(w));
-  };
-  set("page-b", {timer("t1", 100)});
-  set("page-a", {timer("t2", 100), timer("t1", 100), timer("late", 300)});
-  set("page-c", {timer("early", 50)});
+  set_timers("page-b", {timer("t1", 100)});
+  set_timers("page-a", {timer("t2", 100), timer("t1", 100), timer("late", 300)});
+  set_timers("page-c", {timer("early", 50)});
   // Paging with the last row of each page visits every timer once, in due order.
   std::vector<std::string> paged;
   timer_position after{-1, "", ""};
@@ -840,7 +837,7 @@ LONGHAUL_CONTRACT_CASE("timers_due_after continues the due order strictly after 
   auto first = timers_due_after({-1, "", ""}, 49);
   CHECK(first.empty());
   // A timer set after a page was read shows up in the next page if it sorts after it.
-  set("page-d", {timer("t0", 100)});
+  set_timers("page-d", {timer("t0", 100)});
   CHECK(names(timers_due_after({100, "page-b", "t1"}, 1000))
         == std::vector<std::string>{"page-d/t0", "page-a/late"});
 }
