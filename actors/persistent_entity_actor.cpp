@@ -400,6 +400,88 @@ void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std:
   restart_from_journal(self, text);
 }
 
+/// Decides one command in `ready` mode. Returns true when the next queued command may be
+/// decided now (answered without a write), false when a write went out or the instance
+/// restarts (the next command waits, R1).
+bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
+  auto& st = self->state;
+  if (pc.cmd.name == resume_command) {
+    if (st.incident.empty()) {
+      reply(pc.promise, command_reply{std::nullopt, st.highest, false});
+      return true;
+    }
+    decision_record d;
+    d.events.push_back({incident_resolved_event, 1, "{}", {incident_tag}});
+    command_envelope none;
+    auto w = std::move(*make_write(st, none, d));
+    st.in_flight = std::move(pc);
+    st.in_flight_decision = std::move(d);
+    st.in_flight_incident = std::string{};  // resolved: no open incident once stored
+    send_write(self, std::move(w));
+    return false;
+  }
+  if (!pc.cmd.timer_name.empty()) {
+    auto t = st.timers.find(pc.cmd.timer_name);
+    if (t == st.timers.end() || t->second != pc.cmd.timer_due_ms) {
+      // S3: replaced, cancelled or already handled: this firing is stale.
+      reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+      return true;
+    }
+  }
+  if (!st.incident.empty()) {
+    reply(pc.promise, make_actor_error(
+      actor_errc::incident, "'" + st.pid + "' has an open incident (resume it first): "
+                              + st.incident));
+    return true;
+  }
+  caf::expected<decision_record> decided{caf::error{}};
+  try {
+    decided = st.behavior->decide(*st.state, pc.cmd);
+  } catch (const std::exception& e) {
+    on_decide_threw(self, std::move(pc), e.what());
+    return false;
+  } catch (...) {
+    on_decide_threw(self, std::move(pc), "unknown exception");
+    return false;
+  }
+  if (!decided) {
+    // Rejected: nothing stored, state unchanged. A fired timer or a message with an id
+    // (outbox, subscription) is still consumed: the timer's removal or the processed
+    // message id is written, with the rejection's text, and the rejection is reported
+    // once that is stored. So a redelivery is not decided again but answered with the
+    // same rejection (exactly-once; JOURNAL.md I7, answer_duplicate).
+    if (!pc.cmd.timer_name.empty() || !pc.cmd.message_id.empty()) {
+      decision_record empty;
+      auto w = std::move(*make_write(st, pc.cmd, empty));
+      if (w.processed_message_id)
+        w.processed_rejection = rejection_text(decided.error());
+      st.in_flight = std::move(pc);
+      st.in_flight_decision = std::move(empty);
+      st.in_flight_rejection = decided.error();
+      send_write(self, std::move(w));
+      return false;
+    }
+    reply(pc.promise, decided.error());
+    return true;
+  }
+  auto written = make_write(st, pc.cmd, *decided);
+  if (!written) {
+    reply(pc.promise, written.error());
+    return true;
+  }
+  auto w = std::move(*written);
+  if (stores_nothing(w)) {
+    reply(pc.promise, command_reply{std::move(decided->reply), st.highest, false});
+    if (decided->snapshot_requested && st.highest > 0)
+      maybe_snapshot(self, 0, true);  // nothing to store, but a snapshot was asked for
+    return true;
+  }
+  st.in_flight = std::move(pc);
+  st.in_flight_decision = std::move(*decided);
+  send_write(self, std::move(w));
+  return false;
+}
+
 void process(self_ptr self) {
   auto& st = self->state;
   while (!st.queue.empty()) {
@@ -413,81 +495,8 @@ void process(self_ptr self) {
       return;
     auto pc = std::move(st.queue.front());
     st.queue.pop_front();
-    if (pc.cmd.name == resume_command) {
-      if (st.incident.empty()) {
-        reply(pc.promise, command_reply{std::nullopt, st.highest, false});
-        continue;
-      }
-      decision_record d;
-      d.events.push_back({incident_resolved_event, 1, "{}", {incident_tag}});
-      command_envelope none;
-      auto w = std::move(*make_write(st, none, d));
-      st.in_flight = std::move(pc);
-      st.in_flight_decision = std::move(d);
-      st.in_flight_incident = std::string{};  // resolved: no open incident once stored
-      send_write(self, std::move(w));
+    if (!decide_one(self, std::move(pc)))
       return;
-    }
-    if (!pc.cmd.timer_name.empty()) {
-      auto t = st.timers.find(pc.cmd.timer_name);
-      if (t == st.timers.end() || t->second != pc.cmd.timer_due_ms) {
-        // S3: replaced, cancelled or already handled: this firing is stale.
-        reply(pc.promise, command_reply{std::nullopt, st.highest, true});
-        continue;
-      }
-    }
-    if (!st.incident.empty()) {
-      reply(pc.promise, make_actor_error(
-        actor_errc::incident, "'" + st.pid + "' has an open incident (resume it first): "
-                                + st.incident));
-      continue;
-    }
-    caf::expected<decision_record> decided{caf::error{}};
-    try {
-      decided = st.behavior->decide(*st.state, pc.cmd);
-    } catch (const std::exception& e) {
-      on_decide_threw(self, std::move(pc), e.what());
-      return;
-    } catch (...) {
-      on_decide_threw(self, std::move(pc), "unknown exception");
-      return;
-    }
-    if (!decided) {
-      // Rejected: nothing stored, state unchanged. A fired timer or a message with an id
-      // (outbox, subscription) is still consumed: the timer's removal or the processed
-      // message id is written, with the rejection's text, and the rejection is reported
-      // once that is stored. So a redelivery is not decided again but answered with the
-      // same rejection (exactly-once; JOURNAL.md I7, answer_duplicate).
-      if (!pc.cmd.timer_name.empty() || !pc.cmd.message_id.empty()) {
-        decision_record empty;
-        auto w = std::move(*make_write(st, pc.cmd, empty));
-        if (w.processed_message_id)
-          w.processed_rejection = rejection_text(decided.error());
-        st.in_flight = std::move(pc);
-        st.in_flight_decision = std::move(empty);
-        st.in_flight_rejection = decided.error();
-        send_write(self, std::move(w));
-        return;
-      }
-      reply(pc.promise, decided.error());
-      continue;
-    }
-    auto written = make_write(st, pc.cmd, *decided);
-    if (!written) {
-      reply(pc.promise, written.error());
-      continue;
-    }
-    auto w = std::move(*written);
-    if (stores_nothing(w)) {
-      reply(pc.promise, command_reply{decided->reply, st.highest, false});
-      if (decided->snapshot_requested && st.highest > 0)
-        maybe_snapshot(self, 0, true);  // nothing to store, but a snapshot was asked for
-      continue;
-    }
-    st.in_flight = std::move(pc);
-    st.in_flight_decision = std::move(*decided);
-    send_write(self, std::move(w));
-    return;
   }
   notify_drained(self);
   if (idle(st))
@@ -604,7 +613,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     if (auto rejection = std::exchange(st.in_flight_rejection, caf::error{}))
       reply(pc.promise, std::move(rejection));
     else
-      reply(pc.promise, command_reply{d.reply, st.highest, false});
+      reply(pc.promise, command_reply{std::move(d.reply), st.highest, false});
     if ((!d.sends.empty() || !d.publishes.empty()) && st.outbox)
       self->send(st.outbox, outbox_nudge_atom::value);
     if (stored > 0 || d.snapshot_requested)
@@ -685,6 +694,12 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       ++s.received;
       ++s.activity;
       auto rp = self->make_response_promise();
+      if (s.queue.empty() && s.current == mode::ready) {
+        // Nothing waits before it (R1 order holds): decide at once, without the queue.
+        if (decide_one(self, {std::move(cmd), rp}))
+          process(self);
+        return rp;
+      }
       s.queue.push_back({std::move(cmd), rp});
       process(self);
       return rp;

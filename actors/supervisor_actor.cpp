@@ -35,8 +35,12 @@ caf::error check_address(const supervisor_state& st, const command_envelope& cmd
 }
 
 supervisor_state::entry& activation(self_ptr self, const std::string& type,
-                                    const std::string& pid) {
+                                    const std::string& id) {
   auto& st = self->state;
+  // The persistence id is built in a buffer the supervisor keeps, so routing to a live
+  // instance allocates no string; only an activation copies it.
+  auto& pid = st.pid_buffer;
+  pid.assign(type).append("/").append(id);
   auto it = st.instances.find(pid);
   if (it != st.instances.end())
     return it->second;
@@ -107,8 +111,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       auto& st = self->state;
       if (auto err = check_address(st, cmd))
         return err;
-      auto pid = persistence_id_of(cmd.entity_type, cmd.entity_id);
-      auto& e = activation(self, cmd.entity_type, pid);
+      auto& e = activation(self, cmd.entity_type, cmd.entity_id);
       ++e.routed;
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
@@ -166,7 +169,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       cmd.name = resume_command;
       if (auto err = check_address(self->state, cmd))
         return err;
-      auto& e = activation(self, type, persistence_id_of(type, id));
+      auto& e = activation(self, type, id);
       ++e.routed;
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
@@ -179,7 +182,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       probe.entity_id = id;
       if (auto err = check_address(self->state, probe))
         return err;
-      auto& e = activation(self, type, persistence_id_of(type, id));
+      auto& e = activation(self, type, id);
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, status_atom::value);
       return rp;

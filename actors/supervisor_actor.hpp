@@ -37,6 +37,8 @@ struct supervisor_state {
   std::deque<caf::response_promise> waiting_for_permit;
   std::uint64_t activations = 0;
   std::uint64_t passivations = 0;
+  /// Scratch space for the persistence id of the command being routed (see activation).
+  std::string pid_buffer;
 };
 
 /// Spawn function of the supervisor. `types` holds every registered entity type.

@@ -74,8 +74,19 @@ template <class T>
 T from_json(const boost::json::value& v) {
   if constexpr (boost::describe::has_describe_members<T>::value) {
     if (v.is_object()) {
-      boost::json::object known;
       const auto& obj = v.as_object();
+      // The common case, an object with exactly the declared fields, decodes in place:
+      // copying it into `known` would give an equal object (a copy of every field).
+      using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+      if (obj.size() == boost::mp11::mp_size<members>::value) {
+        bool all_declared = true;
+        boost::mp11::mp_for_each<members>([&](auto member) {
+          all_declared = all_declared && obj.contains(member.name);
+        });
+        if (all_declared)
+          return boost::json::value_to<T>(v);
+      }
+      boost::json::object known;
       boost::mp11::mp_for_each<
         boost::describe::describe_members<T, boost::describe::mod_public>>([&](auto member) {
         if (auto it = obj.find(member.name); it != obj.end())

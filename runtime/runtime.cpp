@@ -9,6 +9,7 @@
 #include "persistence/memory_journal.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/after.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
@@ -91,7 +92,11 @@ struct runtime::impl {
                                 Ts&&... xs) {
     caf::scoped_actor self{*sys};
     caf::expected<T> result{caf::error{}};
-    auto handle = self->request(dest, timeout, std::forward<Ts>(xs)...);
+    // No CAF request timeout: CAF 0.17 keeps each one in its clock until it expires,
+    // answered or not (see actors/request_deadlines.hpp). The wait below is bounded by a
+    // receive timeout instead, which ends with the receive; a late answer goes to this
+    // scoped actor after it is gone and is dropped.
+    auto handle = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
     if (cfg.deterministic) {
       run_pending();
       if (self->mailbox().empty())
@@ -99,19 +104,19 @@ struct runtime::impl {
           actors::actor_errc::timeout,
           "no reply after running all pending work (deterministic mode: advance time?)");
     }
-    auto on_error = [&](caf::error& err) {
-                     if (err == caf::sec::request_timeout)
-                       result = actors::make_actor_error(
-                         actors::actor_errc::timeout,
-                         "no reply within " + std::to_string(timeout.count())
-                           + " ms; the command may still be handled");
-                     else
-                       result = std::move(err);
+    auto on_error = [&](caf::error& err) { result = std::move(err); };
+    auto on_timeout = caf::after(timeout) >> [&] {
+      result = actors::make_actor_error(actors::actor_errc::timeout,
+                                        "no reply within " + std::to_string(timeout.count())
+                                          + " ms; the command may still be handled");
     };
+    caf::blocking_actor::accept_one_cond rc;
     if constexpr (std::is_same_v<T, caf::unit_t>)
-      handle.receive([&]() { result = caf::unit; }, on_error);
+      self->varargs_receive(rc, handle.id(), [&]() { result = caf::unit; }, on_error,
+                            on_timeout);
     else
-      handle.receive([&](T& x) { result = std::move(x); }, on_error);
+      self->varargs_receive(rc, handle.id(), [&](T& x) { result = std::move(x); }, on_error,
+                            on_timeout);
     return result;
   }
 };

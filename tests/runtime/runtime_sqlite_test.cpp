@@ -404,3 +404,21 @@ TEST_CASE("a failed write on SQLite restarts the instance, which then works with
   b.stop();
   sqlite->close();
 }
+
+TEST_CASE("ask on real threads gives up with timeout when no reply comes in time, and the command still completes") {
+  // ask bounds its wait itself (no CAF request timeout, which CAF 0.17 would keep in its
+  // clock until it expired): an unacknowledged write keeps the reply back.
+  bank_runtime b;
+  b.cfg.deterministic = false;
+  b.cfg.worker_threads = 2;
+  b.start();
+  b.open("t1");
+  b.faults->hold_acknowledgements();
+  auto r = b.rt().ask<std::int64_t>("account", "t1", bank::deposit{5}, 200ms);
+  CHECK(code_of(r) == "timeout");
+  for (int i = 0; i < 500 && b.faults->held_acknowledgements() == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(b.faults->release_acknowledgements() == 1);
+  CHECK(b.balance("t1") == 5);
+  b.stop();
+}
