@@ -816,9 +816,9 @@ struct sqlite_journal::impl {
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
         if (i < results.size() && !results[i])
-          deliver(write_at(i).done, std::move(results[i]));
+          acknowledge(write_at(i), std::move(results[i]));
         else
-          deliver(write_at(i).done, batch_err);
+          acknowledge(write_at(i), batch_err);
       }
       return;
     }
@@ -831,7 +831,15 @@ struct sqlite_journal::impl {
     if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < jobs.size(); ++i)
-      deliver(write_at(i).done, std::move(results[i]));
+      acknowledge(write_at(i), std::move(results[i]));
+  }
+
+  /// Frees the write's memory before its callback: a caller that writes again from the
+  /// callback (the usual loop) then gets the same malloc chunks back at once, instead of
+  /// the allocator churning through a batch of frees afterwards.
+  static void acknowledge(pending_write& pw, caf::expected<write_result> r) {
+    pw.w = atomic_write{};
+    deliver(pw.done, std::move(r));
   }
 
   static void deliver(write_callback& done, caf::expected<write_result> r) {
