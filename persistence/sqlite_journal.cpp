@@ -596,9 +596,15 @@ struct sqlite_journal::impl {
               false};
     bool has_tags = std::any_of(w.events.begin(), w.events.end(),
                                 [](const new_event& e) { return !e.tags.empty(); });
-    bool multi = stream->stream_id == 0 || w.events.size() != 1 || has_tags
-                 || !w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers
-                 || !w.outbox.empty() || w.processed_message_id.has_value();
+    // I2: a SAVEPOINT is needed only where a statement after the first can be rejected.
+    // One untagged event and nothing else needs none: for an existing stream it is one
+    // statement; for a new stream the event insert follows the stream row, but it cannot
+    // conflict, since no event row refers to a stream_id that has only just been assigned
+    // (stream rows are never deleted, and the events of a rolled-back stream row went with
+    // it). Should it conflict all the same (a foreign writer, I8), the batch fails below.
+    bool multi = w.events.size() != 1 || has_tags || !w.timers_to_set.empty()
+                 || !w.timers_to_cancel.empty() || w.cancel_all_timers || !w.outbox.empty()
+                 || w.processed_message_id.has_value();
     auto run_cached = [&](const char* sql) -> caf::error {
       auto st = writer.prepare(sql);
       if (!st)
@@ -608,6 +614,7 @@ struct sqlite_journal::impl {
     if (multi)
       if (auto err = run_cached("SAVEPOINT w"))
         return fail(err);
+    auto changes_before = sqlite3_total_changes64(writer.handle());
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, rejection);
     if (multi) {
@@ -618,6 +625,14 @@ struct sqlite_journal::impl {
       if (!outcome.batch_failed)
         if (auto err = run_cached("RELEASE w"))
           return fail(err);
+    } else if (rejection && !outcome.batch_failed
+               && sqlite3_total_changes64(writer.handle()) != changes_before) {
+      // A rejection after a stored stream row: without a savepoint this write cannot be
+      // undone alone, so the batch fails and rolls back (I2).
+      return fail(make_persistence_error(
+        persistence_errc::internal, "write to '" + w.persistence_id
+                                      + "' was rejected after its stream row was stored: "
+                                      + describe(rejection)));
     }
     if (rejection && !outcome.batch_failed)
       return {rejection, false};
