@@ -580,8 +580,9 @@ struct sqlite_journal::impl {
 
   static bool is_constraint(int rc) { return (rc & 0xff) == SQLITE_CONSTRAINT; }
 
-  /// Stores one atomic write inside the open batch transaction. Multi-statement writes
-  /// run inside a SAVEPOINT so that a rejection undoes exactly this write (I2).
+  /// Stores one atomic write inside the open batch transaction. A write that could be
+  /// rejected after its first statement runs inside a SAVEPOINT, so that a rejection undoes
+  /// exactly this write (I2).
   write_outcome store_write(const atomic_write& w, time_ms ts) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto stream = lookup_stream(w.persistence_id);
@@ -602,22 +603,22 @@ struct sqlite_journal::impl {
     // conflict, since no event row refers to a stream_id that has only just been assigned
     // (stream rows are never deleted, and the events of a rolled-back stream row went with
     // it). Should it conflict all the same (a foreign writer, I8), the batch fails below.
-    bool multi = w.events.size() != 1 || has_tags || !w.timers_to_set.empty()
-                 || !w.timers_to_cancel.empty() || w.cancel_all_timers || !w.outbox.empty()
-                 || w.processed_message_id.has_value();
+    bool savepoint = w.events.size() != 1 || has_tags || !w.timers_to_set.empty()
+                     || !w.timers_to_cancel.empty() || w.cancel_all_timers
+                     || !w.outbox.empty() || w.processed_message_id.has_value();
     auto run_cached = [&](const char* sql) -> caf::error {
       auto st = writer.prepare(sql);
       if (!st)
         return st.error();
       return writer.run(**st, sql);
     };
-    if (multi)
+    if (savepoint)
       if (auto err = run_cached("SAVEPOINT w"))
         return fail(err);
     auto changes_before = sqlite3_total_changes64(writer.handle());
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, rejection);
-    if (multi) {
+    if (savepoint) {
       if (!outcome.batch_failed && rejection) {
         if (auto err = run_cached("ROLLBACK TO w"))
           return fail(err);
