@@ -13,10 +13,10 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <fcntl.h>
 #include <future>
 #include <mutex>
+#include <span>
 #include <sys/file.h>
 #include <thread>
 #include <unistd.h>
@@ -453,7 +453,9 @@ struct sqlite_journal::impl {
 
   std::mutex queue_mtx;
   std::condition_variable queue_cv;
-  std::deque<job> queue;
+  /// Jobs in queue order. The writer swaps the whole vector out (and its own, emptied one
+  /// in), so queueing allocates nothing once both have grown and no job is moved twice.
+  std::vector<job> queue;
   bool stopping = false;
   bool closed = false;
   std::thread writer_thread;
@@ -469,6 +471,7 @@ struct sqlite_journal::impl {
   std::vector<stream_entry*> touched;   ///< entries this batch changed (node pointers)
   std::uint64_t gen = 1;                ///< bumped per batch: stale `pending` is ignored
   stream_entry* last_entry = nullptr;   ///< entry of the last lookup_stream
+  std::vector<caf::expected<write_result>> results;  ///< per batch; kept for its capacity
 
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<connection>> idle_readers;
@@ -482,9 +485,8 @@ struct sqlite_journal::impl {
   // -- writer thread ------------------------------------------------------------------
 
   void run_writer() {
-    std::vector<pending_write> batch;
+    std::vector<job> taken;
     for (;;) {
-      maintenance task;
       {
         std::unique_lock guard{queue_mtx};
         queue_cv.wait(guard, [&] { return stopping || !queue.empty(); });
@@ -493,23 +495,32 @@ struct sqlite_journal::impl {
         if (cfg.max_batch_delay.count() > 0 && queue.size() < cfg.max_batch_writes && !stopping)
           queue_cv.wait_for(guard, cfg.max_batch_delay,
                             [&] { return stopping || queue.size() >= cfg.max_batch_writes; });
-        // Take a run of appends, or one maintenance job: the queue order is kept.
-        while (!queue.empty() && batch.size() < cfg.max_batch_writes
-               && std::holds_alternative<pending_write>(queue.front())) {
-          batch.push_back(std::move(std::get<pending_write>(queue.front())));
-          queue.pop_front();
-        }
-        if (batch.empty()) {
-          task = std::move(std::get<maintenance>(queue.front()));
-          queue.pop_front();
-        }
+        taken.swap(queue);
       }
-      if (!batch.empty()) {
-        commit_batch(batch);
-        batch.clear();
-      } else {
-        task(*this);
+      run_jobs(taken);
+      taken.clear();
+      // After a burst, give the memory back rather than keep the largest queue ever seen.
+      if (taken.capacity() > 16 * cfg.max_batch_writes)
+        taken = std::vector<job>{};
+    }
+  }
+
+  /// Runs `jobs` in order: each run of appends in batches of up to `max_batch_writes`,
+  /// each maintenance job alone.
+  void run_jobs(std::vector<job>& jobs) {
+    std::size_t i = 0;
+    while (i < jobs.size()) {
+      if (auto* task = std::get_if<maintenance>(&jobs[i])) {
+        (*task)(*this);
+        ++i;
+        continue;
       }
+      auto end = i + 1;
+      while (end < jobs.size() && end - i < cfg.max_batch_writes
+             && std::holds_alternative<pending_write>(jobs[end]))
+        ++end;
+      commit_batch(std::span<job>{jobs}.subspan(i, end - i));
+      i = end;
     }
   }
 
@@ -569,8 +580,9 @@ struct sqlite_journal::impl {
 
   static bool is_constraint(int rc) { return (rc & 0xff) == SQLITE_CONSTRAINT; }
 
-  /// Stores one atomic write inside the open batch transaction. Multi-statement writes
-  /// run inside a SAVEPOINT so that a rejection undoes exactly this write (I2).
+  /// Stores one atomic write inside the open batch transaction. A write that could be
+  /// rejected after its first statement runs inside a SAVEPOINT, so that a rejection undoes
+  /// exactly this write (I2).
   write_outcome store_write(const atomic_write& w, time_ms ts) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto stream = lookup_stream(w.persistence_id);
@@ -585,21 +597,28 @@ struct sqlite_journal::impl {
               false};
     bool has_tags = std::any_of(w.events.begin(), w.events.end(),
                                 [](const new_event& e) { return !e.tags.empty(); });
-    bool multi = stream->stream_id == 0 || w.events.size() != 1 || has_tags
-                 || !w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers
-                 || !w.outbox.empty() || w.processed_message_id.has_value();
+    // I2: a SAVEPOINT is needed only where a statement after the first can be rejected.
+    // One untagged event and nothing else needs none: for an existing stream it is one
+    // statement; for a new stream the event insert follows the stream row, but it cannot
+    // conflict, since no event row refers to a stream_id that has only just been assigned
+    // (stream rows are never deleted, and the events of a rolled-back stream row went with
+    // it). Should it conflict all the same (a foreign writer, I8), the batch fails below.
+    bool savepoint = w.events.size() != 1 || has_tags || !w.timers_to_set.empty()
+                     || !w.timers_to_cancel.empty() || w.cancel_all_timers
+                     || !w.outbox.empty() || w.processed_message_id.has_value();
     auto run_cached = [&](const char* sql) -> caf::error {
       auto st = writer.prepare(sql);
       if (!st)
         return st.error();
       return writer.run(**st, sql);
     };
-    if (multi)
+    if (savepoint)
       if (auto err = run_cached("SAVEPOINT w"))
         return fail(err);
+    auto changes_before = sqlite3_total_changes64(writer.handle());
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, rejection);
-    if (multi) {
+    if (savepoint) {
       if (!outcome.batch_failed && rejection) {
         if (auto err = run_cached("ROLLBACK TO w"))
           return fail(err);
@@ -607,6 +626,14 @@ struct sqlite_journal::impl {
       if (!outcome.batch_failed)
         if (auto err = run_cached("RELEASE w"))
           return fail(err);
+    } else if (rejection && !outcome.batch_failed
+               && sqlite3_total_changes64(writer.handle()) != changes_before) {
+      // A rejection after a stored stream row: without a savepoint this write cannot be
+      // undone alone, so the batch fails and rolls back (I2).
+      return fail(make_persistence_error(
+        persistence_errc::internal, "write to '" + w.persistence_id
+                                      + "' was rejected after its stream row was stored: "
+                                      + describe(rejection)));
     }
     if (rejection && !outcome.batch_failed)
       return {rejection, false};
@@ -769,20 +796,24 @@ struct sqlite_journal::impl {
       (void) writer.exec("ROLLBACK");
   }
 
-  /// Group commit (I4): all writes of `batch` in one transaction, each acknowledged only
-  /// after COMMIT returned. A rejection fails alone; a failure fails the whole batch.
-  void commit_batch(std::vector<pending_write>& batch) {
+  /// Group commit (I4): all writes of `jobs` (appends only) in one transaction, each
+  /// acknowledged only after COMMIT returned. A rejection fails alone; a failure fails the
+  /// whole batch.
+  void commit_batch(std::span<job> jobs) {
+    auto write_at = [&](std::size_t i) -> pending_write& {
+      return std::get<pending_write>(jobs[i]);
+    };
     auto ts = now();
-    std::vector<caf::expected<write_result>> results;
-    results.reserve(batch.size());
+    results.clear();
+    results.reserve(jobs.size());
     caf::error batch_err = writer.exec("BEGIN IMMEDIATE");
     if (streams.size() >= cfg.stream_cache_entries)
       streams.clear();  // bounded memory: a cold miss costs one indexed lookup
     ++gen;
     touched.clear();
     if (!batch_err) {
-      for (auto& pw : batch) {
-        auto out = store_write(pw.w, ts);
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        auto out = store_write(write_at(i).w, ts);
         if (out.batch_failed) {
           batch_err = out.result.error();
           break;
@@ -798,12 +829,12 @@ struct sqlite_journal::impl {
       streams.clear();
       touched.clear();
       ++gen;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
         if (i < results.size() && !results[i])
-          deliver(batch[i].done, std::move(results[i]));
+          acknowledge(write_at(i), std::move(results[i]));
         else
-          deliver(batch[i].done, batch_err);
+          acknowledge(write_at(i), batch_err);
       }
       return;
     }
@@ -812,11 +843,19 @@ struct sqlite_journal::impl {
     touched.clear();
     ++gen;
     n_transactions.fetch_add(1, std::memory_order_relaxed);
-    n_writes.fetch_add(batch.size(), std::memory_order_relaxed);
-    if (batch.size() > n_max_batch.load(std::memory_order_relaxed))
-      n_max_batch.store(batch.size(), std::memory_order_relaxed);
-    for (std::size_t i = 0; i < batch.size(); ++i)
-      deliver(batch[i].done, std::move(results[i]));
+    n_writes.fetch_add(jobs.size(), std::memory_order_relaxed);
+    if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
+      n_max_batch.store(jobs.size(), std::memory_order_relaxed);
+    for (std::size_t i = 0; i < jobs.size(); ++i)
+      acknowledge(write_at(i), std::move(results[i]));
+  }
+
+  /// Frees the write's memory before its callback: a caller that writes again from the
+  /// callback (the usual loop) then gets the same malloc chunks back at once, instead of
+  /// the allocator churning through a batch of frees afterwards.
+  static void acknowledge(pending_write& pw, caf::expected<write_result> r) {
+    pw.w = atomic_write{};
+    deliver(pw.done, std::move(r));
   }
 
   static void deliver(write_callback& done, caf::expected<write_result> r) {

@@ -515,3 +515,68 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: close acknowledges every queue
   REQUIRE(highest);
   CHECK(*highest == 100);
 }
+
+namespace {
+
+/// One untagged event and nothing else: the write shape stored without a SAVEPOINT.
+atomic_write plain_write(std::string id, sequence_nr expected_seq) {
+  atomic_write w;
+  w.persistence_id = std::move(id);
+  w.expected_seq = expected_seq;
+  w.events.push_back(new_event{"thing.happened", 1, R"({"n":1})", {}});
+  return w;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: first writes of new streams commit next to a "
+                                 "rejected write in the same batch",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  std::vector<caf::expected<write_result>> results(4, caf::error{});
+  std::atomic<int> done{0};
+  auto keep = [&](std::size_t i) {
+    return [&, i](caf::expected<write_result> r) {
+      results[i] = std::move(r);
+      ++done;
+    };
+  };
+  // Queued without waiting, so that they usually share one batch.
+  j->write(plain_write("new-1", 1), keep(0));
+  j->write(plain_write("new-2", 2), keep(1));  // gap: rejected
+  j->write(plain_write("new-3", 1), keep(2));
+  j->write(plain_write("new-1", 2), keep(3));
+  j->flush();
+  REQUIRE(done.load() == 4);
+  CHECK(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(persistence_code(results[1].error()) == errc::sequence_conflict);
+  CHECK(results[2]);
+  CHECK(results[3]);
+  CHECK(seqs(*j, "new-1") == std::vector<sequence_nr>{1, 2});
+  CHECK(seqs(*j, "new-2").empty());
+  CHECK(seqs(*j, "new-3") == std::vector<sequence_nr>{1});
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a new stream's event that conflicts with a "
+                                 "foreign row fails its batch and leaves no stream row behind",
+                 "[journal][sqlite]") {
+  {
+    auto j = open_writer();
+    store(*j, plain_write("first", 1));  // stream_id 1
+  }
+  // A foreign writer (I8 bypassed) stores an event for the next stream_id, 2.
+  exec_sql("INSERT INTO events (stream_id, seq, type, schema_version, payload, written_at)"
+           " VALUES (2, 1, 'foreign.row', 1, '{}', 0)");
+  auto j = open_writer();
+  auto r = j->write_and_wait(plain_write("second", 1));
+  REQUIRE_FALSE(r);
+  CHECK_FALSE(is_rejection(r.error()));
+  CHECK_THAT(describe(r.error()), Catch::Matchers::Contains("after its stream row"));
+  // Had the stream row of "second" (stream_id 2) stayed, its highest would be the foreign
+  // row's seq 1.
+  auto highest = j->highest_seq("second");
+  REQUIRE(highest);
+  CHECK(*highest == 0);
+  CHECK(seqs(*j, "first") == std::vector<sequence_nr>{1});
+}
