@@ -595,17 +595,16 @@ struct sqlite_journal::impl {
         "'" + w.persistence_id + "' expected sequence number " + std::to_string(w.expected_seq)
           + " but the highest stored is " + std::to_string(stream->highest)),
               false};
-    bool has_tags = std::any_of(w.events.begin(), w.events.end(),
-                                [](const new_event& e) { return !e.tags.empty(); });
-    // I2: a SAVEPOINT is needed only where a statement after the first can be rejected.
-    // One untagged event and nothing else needs none: for an existing stream it is one
-    // statement; for a new stream the event insert follows the stream row, but it cannot
-    // conflict, since no event row refers to a stream_id that has only just been assigned
-    // (stream rows are never deleted, and the events of a rolled-back stream row went with
-    // it). Should it conflict all the same (a foreign writer, I8), the batch fails below.
-    bool savepoint = w.events.size() != 1 || has_tags || !w.timers_to_set.empty()
-                     || !w.timers_to_cancel.empty() || w.cancel_all_timers
-                     || !w.outbox.empty() || w.processed_message_id.has_value();
+    // I2: a SAVEPOINT is needed only where a statement can be rejected after this write
+    // stored something. With one writer (I8) only two kinds of statement can be rejected:
+    // the processed-message insert (a duplicate delivery) and outbox inserts (a reused
+    // message id). The processed-message insert runs first, or right after a new stream's
+    // row, where it cannot conflict (no row refers to a stream_id just assigned); events
+    // cannot conflict after the sequence check above (I1); tags are INSERT OR IGNORE;
+    // timers are upserts and deletes. So only writes with outbox messages need one. Should
+    // a statement be rejected after a change all the same (a foreign writer breaking I8),
+    // the write cannot be undone alone and the batch fails below.
+    bool savepoint = !w.outbox.empty();
     auto run_cached = [&](const char* sql) -> caf::error {
       auto st = writer.prepare(sql);
       if (!st)
@@ -628,11 +627,11 @@ struct sqlite_journal::impl {
           return fail(err);
     } else if (rejection && !outcome.batch_failed
                && sqlite3_total_changes64(writer.handle()) != changes_before) {
-      // A rejection after a stored stream row: without a savepoint this write cannot be
+      // A rejection after a stored change: without a savepoint this write cannot be
       // undone alone, so the batch fails and rolls back (I2).
       return fail(make_persistence_error(
         persistence_errc::internal, "write to '" + w.persistence_id
-                                      + "' was rejected after its stream row was stored: "
+                                      + "' was rejected after part of it was stored: "
                                       + describe(rejection)));
     }
     if (rejection && !outcome.batch_failed)

@@ -572,11 +572,55 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a new stream's event that conf
   auto r = j->write_and_wait(plain_write("second", 1));
   REQUIRE_FALSE(r);
   CHECK_FALSE(is_rejection(r.error()));
-  CHECK_THAT(describe(r.error()), Catch::Matchers::Contains("after its stream row"));
+  CHECK_THAT(describe(r.error()), Catch::Matchers::Contains("after part of it was stored"));
   // Had the stream row of "second" (stream_id 2) stayed, its highest would be the foreign
   // row's seq 1.
   auto highest = j->highest_seq("second");
   REQUIRE(highest);
   CHECK(*highest == 0);
   CHECK(seqs(*j, "first") == std::vector<sequence_nr>{1});
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a duplicate delivery with events, tags and "
+                                 "timers is rejected alone and stores none of its parts",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  auto delivery = [](sequence_nr expected_seq, std::string timer) {
+    auto w = plain_write("dedup", expected_seq);
+    w.events.front().tags = {"order"};
+    w.events.push_back(new_event{"thing.tagged", 1, R"({"n":2})", {"order", "audit"}});
+    w.timers_to_set.push_back({std::move(timer), 5000, R"({"name":"ring"})"});
+    w.processed_message_id = "msg-1";
+    return w;
+  };
+  store(*j, delivery(1, "first"));
+  std::vector<caf::expected<write_result>> results(3, caf::error{});
+  std::atomic<int> done{0};
+  auto keep = [&](std::size_t i) {
+    return [&, i](caf::expected<write_result> r) {
+      results[i] = std::move(r);
+      ++done;
+    };
+  };
+  // Queued without waiting, so that they usually share one batch; no SAVEPOINT is used
+  // for the duplicate: its processed-message insert is its first statement.
+  j->write(plain_write("neighbour-a", 1), keep(0));
+  j->write(delivery(3, "second"), keep(1));
+  j->write(plain_write("neighbour-b", 1), keep(2));
+  j->flush();
+  REQUIRE(done.load() == 3);
+  CHECK(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(persistence_code(results[1].error()) == errc::duplicate_message);
+  CHECK(results[2]);
+  CHECK(seqs(*j, "dedup") == std::vector<sequence_nr>{1, 2});
+  auto timers = j->timers_of("dedup");
+  REQUIRE(timers);
+  REQUIRE(timers->size() == 1);
+  CHECK(timers->front().name == "first");
+  auto tagged = j->read_all(0, 100, std::string{"audit"});
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 1);
+  CHECK(seqs(*j, "neighbour-a") == std::vector<sequence_nr>{1});
+  CHECK(seqs(*j, "neighbour-b") == std::vector<sequence_nr>{1});
 }
