@@ -147,7 +147,9 @@ void arm(self_ptr self) {
   if (!delay)
     return;  // virtual clock: the test advances time and pokes us (fire_atom)
   st.armed_for = next;
-  self->delayed_send(self, *delay, wake_atom::value, next);
+  // Urgent: the wake-up overtakes the answers and timer changes queued in the mailbox
+  // (about 20,000 a second at 10,000 firings a second), which would otherwise delay it.
+  self->template delayed_send<caf::message_priority::high>(self, *delay, wake_atom::value, next);
 }
 
 void dead_letter(self_ptr self, const key& k, const std::string& payload, std::string reason) {
