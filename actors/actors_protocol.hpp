@@ -48,6 +48,8 @@ using fire_atom = caf::atom_constant<caf::atom("fire")>;
 using next_due_atom = caf::atom_constant<caf::atom("nextdue")>;
 /// scheduler -> itself: wake up for the earliest due timer (real clocks).
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
+/// scheduler -> its page reader: the next page of timers (timer_page_request).
+using timer_page_atom = caf::atom_constant<caf::atom("timerpage")>;
 /// reader pool (request): load a snapshot and events.
 using load_atom = caf::atom_constant<caf::atom("load")>;
 /// reader pool: save a snapshot (and optionally delete covered events).
@@ -79,6 +81,18 @@ struct load_request {
   bool with_snapshot = false;            ///< first chunk: also load the newest snapshot
   persistence::sequence_nr from_seq = 1; ///< events from here (after the snapshot)
   std::uint64_t max_events = 1000;       ///< flow control: one chunk at a time
+};
+
+/// The scheduler's read of the next page of its window (journal::timers_due_after).
+struct timer_page_request {
+  persistence::timer_position after;
+  persistence::time_ms until = 0;
+  std::uint64_t max = 0;
+};
+
+/// Answer to timer_page_request: the rows, in due order.
+struct timer_page {
+  std::vector<persistence::timer_record> rows;
 };
 
 /// Answer to load_request.
@@ -145,5 +159,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::loaded_chunk)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::snapshot_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::instance_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::timer_change)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::timer_page_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::timer_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<longhaul::persistence::time_ms>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<longhaul::persistence::processed_message>)

@@ -17,6 +17,7 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 namespace longhaul::actors {
 
@@ -48,6 +49,13 @@ struct scheduler_state {
   bool loaded = false;         ///< false until the first read: nothing is covered
   bool stopped_at_row = false;  ///< the last read hit its row limit: more may follow at once
   persistence::time_ms read_retry_at = -1;  ///< after a failed read: when to try again
+  /// Detached actor that reads pages off the scheduler's thread (null with inline reads).
+  caf::actor page_reader;
+  bool read_pending = false;  ///< a page is being read: timer changes wait in `held`
+  /// Timer changes that arrived while a page was read, applied in order once it is
+  /// merged (S2: the page may or may not include them; applying them after is right
+  /// either way, since a change replaces or removes by name).
+  std::vector<timer_change> held;
   persistence::time_ms armed_for = -1;  ///< clock time of the pending wake-up (-1: none)
   request_deadlines deadlines;  ///< deliveries awaiting an answer, with their deadlines
   bool sweep_armed = false;
