@@ -527,27 +527,34 @@ atomic_write plain_write(std::string id, sequence_nr expected_seq) {
   return w;
 }
 
+/// Queues `writes` without waiting (so that they usually share one batch), flushes, and
+/// returns each write's outcome, in order.
+std::vector<caf::expected<write_result>> write_together(sqlite_journal& j,
+                                                        std::vector<atomic_write> writes) {
+  std::vector<caf::expected<write_result>> results(writes.size(), caf::error{});
+  std::atomic<std::size_t> done{0};
+  for (std::size_t i = 0; i < writes.size(); ++i)
+    j.write(std::move(writes[i]), [&results, &done, i](caf::expected<write_result> r) {
+      results[i] = std::move(r);
+      ++done;
+    });
+  j.flush();
+  REQUIRE(done.load() == results.size());
+  return results;
+}
+
 } // namespace
 
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: first writes of new streams commit next to a "
                                  "rejected write in the same batch",
                  "[journal][sqlite]") {
   auto j = open_writer();
-  std::vector<caf::expected<write_result>> results(4, caf::error{});
-  std::atomic<int> done{0};
-  auto keep = [&](std::size_t i) {
-    return [&, i](caf::expected<write_result> r) {
-      results[i] = std::move(r);
-      ++done;
-    };
-  };
-  // Queued without waiting, so that they usually share one batch.
-  j->write(plain_write("new-1", 1), keep(0));
-  j->write(plain_write("new-2", 2), keep(1));  // gap: rejected
-  j->write(plain_write("new-3", 1), keep(2));
-  j->write(plain_write("new-1", 2), keep(3));
-  j->flush();
-  REQUIRE(done.load() == 4);
+  std::vector<atomic_write> writes;
+  writes.push_back(plain_write("new-1", 1));
+  writes.push_back(plain_write("new-2", 2));  // gap: rejected
+  writes.push_back(plain_write("new-3", 1));
+  writes.push_back(plain_write("new-1", 2));
+  auto results = write_together(*j, std::move(writes));
   CHECK(results[0]);
   REQUIRE_FALSE(results[1]);
   CHECK(persistence_code(results[1].error()) == errc::sequence_conflict);
@@ -594,21 +601,13 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a duplicate delivery with even
     return w;
   };
   store(*j, delivery(1, "first"));
-  std::vector<caf::expected<write_result>> results(3, caf::error{});
-  std::atomic<int> done{0};
-  auto keep = [&](std::size_t i) {
-    return [&, i](caf::expected<write_result> r) {
-      results[i] = std::move(r);
-      ++done;
-    };
-  };
-  // Queued without waiting, so that they usually share one batch; no SAVEPOINT is used
-  // for the duplicate: its processed-message insert is its first statement.
-  j->write(plain_write("neighbour-a", 1), keep(0));
-  j->write(delivery(3, "second"), keep(1));
-  j->write(plain_write("neighbour-b", 1), keep(2));
-  j->flush();
-  REQUIRE(done.load() == 3);
+  // No SAVEPOINT is used for the duplicate: its processed-message insert is its first
+  // statement.
+  std::vector<atomic_write> writes;
+  writes.push_back(plain_write("neighbour-a", 1));
+  writes.push_back(delivery(3, "second"));
+  writes.push_back(plain_write("neighbour-b", 1));
+  auto results = write_together(*j, std::move(writes));
   CHECK(results[0]);
   REQUIRE_FALSE(results[1]);
   CHECK(persistence_code(results[1].error()) == errc::duplicate_message);
