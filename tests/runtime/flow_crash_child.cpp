@@ -359,6 +359,13 @@ public:
     wait_until_open();
     return sqlite_forwarder::timers_due(until, max);
   }
+  /// The scheduler reads its window with this one (timers_due only answers next_due).
+  caf::expected<std::vector<lp::timer_record>> timers_due_after(const lp::timer_position& after,
+                                                                lp::time_ms until,
+                                                                std::uint64_t max) override {
+    wait_until_open();
+    return sqlite_forwarder::timers_due_after(after, until, max);
+  }
 
   /// Lets the outbox and timer reads through (call once start() returned).
   void open() noexcept { open_ = true; }
