@@ -980,7 +980,7 @@ LONGHAUL_CONTRACT_CASE("dead letters are kept in order with increasing dead_lett
 }
 
 LONGHAUL_CONTRACT_CASE("a dead letter identical to a stored one (same message id, destination "
-                       "and reason) is stored once; one that differs in any of them is stored") {
+                       "and reason) is stored once, one that differs in any of them is stored") {
   auto letter = [](std::string id, std::string destination, std::string reason) {
     dead_letter_record rec;
     rec.message_id = std::move(id);

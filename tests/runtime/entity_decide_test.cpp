@@ -97,7 +97,7 @@ TEST_CASE("a deposit that is not positive is rejected with a reason and emits no
   }
 }
 
-TEST_CASE("withdraw within the balance emits account.withdrawn; beyond it is rejected") {
+TEST_CASE("withdraw within the balance emits account.withdrawn, beyond it is rejected") {
   auto ok = account::decide(open_with(100), bank::withdraw{100});
   CHECK(only_event<bank::money_withdrawn>(ok).amount == 100);
   CHECK(reply_of(ok) == 0);
@@ -127,7 +127,7 @@ TEST_CASE("a transfer beyond the balance is rejected and sends nothing") {
   CHECK(d.events().empty());
 }
 
-TEST_CASE("receive_transfer of 1000 or more publishes account.large_deposit; less publishes nothing") {
+TEST_CASE("receive_transfer of 1000 or more publishes account.large_deposit, less publishes nothing") {
   auto large = account::decide({}, bank::receive_transfer{"a1", 1000});
   CHECK(only_event<bank::money_deposited>(large).amount == 1000);
   const auto& pubs = large.effects().publishes;
@@ -140,7 +140,7 @@ TEST_CASE("receive_transfer of 1000 or more publishes account.large_deposit; les
   CHECK(small.effects().publishes.empty());
 }
 
-TEST_CASE("audit with fail=true throws from decide; without it replies the balance and emits nothing") {
+TEST_CASE("audit with fail=true throws from decide, without it replies the balance and emits nothing") {
   CHECK_THROWS_AS(account::decide(open_with(7), bank::audit{true}), std::runtime_error);
   auto d = account::decide(open_with(7), bank::audit{false});
   CHECK(d.events().empty());

@@ -567,7 +567,7 @@ TEST_CASE("the flow crash checker reports doubled ends, lost or doubled commands
 }
 
 TEST_CASE("order sagas SIGKILLed at random points end exactly once with the history of an "
-          "uninterrupted run; every command and compensation is received exactly once",
+          "uninterrupted run, every command and compensation is received exactly once",
           "[crash][flows]") {
   auto seed = env_number("LONGHAUL_CRASH_SEED").value_or(std::random_device{}());
   auto kills = env_number("LONGHAUL_CRASH_KILLS").value_or(default_kills);

@@ -483,7 +483,7 @@ TEST_CASE("a wait is fed by the subscription: the event another entity publishes
 }
 
 TEST_CASE("a flow started_by an event starts when the event arrives, with the event's fields "
-          "as data; a second trigger for the running instance changes nothing") {
+          "as data, a second trigger for the running instance changes nothing") {
   flow_runtime fx;
   fx.add(shop::order_flow()).start();
   fx.deliver_ok("order", "t1", "order.placed",
@@ -503,7 +503,7 @@ TEST_CASE("a flow started_by an event starts when the event arrives, with the ev
 
 // -- decide ---------------------------------------------------------------------------------
 
-TEST_CASE("a decide step takes the first matching branch, else otherwise; every operator "
+TEST_CASE("a decide step takes the first matching branch, else otherwise, every operator "
           "compares numbers and strings, exists/missing test presence") {
   flow_runtime fx;
   flow_builder b{"routing", "order_id"};
@@ -555,7 +555,7 @@ TEST_CASE("a decide step takes the first matching branch, else otherwise; every 
 // -- end ------------------------------------------------------------------------------------
 
 TEST_CASE("an end step ends the flow completed, failed or canceled with its reason (also "
-          "taken from flow data); later events change nothing") {
+          "taken from flow data), later events change nothing") {
   flow_runtime fx;
   flow_builder b{"ending", "order_id"};
   b.decide("how", "fine")
@@ -904,7 +904,7 @@ TEST_CASE("a wait with an alternative event (or_event) continues at the step of 
 
 // -- cancel and status -----------------------------------------------------------------------------
 
-TEST_CASE("cancel_flow compensates the completed steps and ends the flow canceled; its "
+TEST_CASE("cancel_flow compensates the completed steps and ends the flow canceled, its "
           "timeout never fires") {
   flow_runtime fx;
   fx.add(shop::order_flow()).start();

@@ -498,7 +498,7 @@ TEST_CASE("an empty id fails with invalid_id and stores nothing") {
   CHECK(b.live() == 0);
 }
 
-TEST_CASE("an id longer than max_id_bytes fails with invalid_id naming the limit; one of exactly max_id_bytes works") {
+TEST_CASE("an id longer than max_id_bytes fails with invalid_id naming the limit, one of exactly max_id_bytes works") {
   bank_runtime b;
   b.cfg.max_id_bytes = 40;
   b.start();
