@@ -16,21 +16,18 @@ caf::behavior journal_reader(caf::event_based_actor*,
   return {
     [journal](load_atom, load_request& req) -> caf::result<loaded_chunk> {
       loaded_chunk out;
-      auto from = req.from_seq;
       if (req.with_snapshot) {
-        auto snap = journal->load_snapshot(req.persistence_id, {});
-        if (!snap)
-          return snap.error();
-        out.snapshot = std::move(*snap);
-        if (out.snapshot)
-          from = out.snapshot->seq + 1;
-        auto timers = journal->timers_of(req.persistence_id);
-        if (!timers)
-          return timers.error();
-        out.timers = std::move(*timers);
+        // The first chunk: snapshot, events and timers in one read.
+        auto start = journal->load_recovery_start(req.persistence_id, req.max_events);
+        if (!start)
+          return start.error();
+        out.snapshot = std::move(start->snapshot);
+        out.events = std::move(start->events);
+        out.timers = std::move(start->timers);
+        return out;
       }
-      auto events = journal->replay(req.persistence_id, from, persistence::max_sequence_nr,
-                                    req.max_events);
+      auto events = journal->replay(req.persistence_id, req.from_seq,
+                                    persistence::max_sequence_nr, req.max_events);
       if (!events)
         return events.error();
       out.events = std::move(*events);

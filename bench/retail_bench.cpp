@@ -382,6 +382,13 @@ public:
     recovery_reads_.add(since(t0));
     return r;
   }
+  caf::expected<persistence::recovery_start> load_recovery_start(std::string_view id,
+                                                                 std::uint64_t max) override {
+    auto t0 = steady::now();
+    auto r = inner().load_recovery_start(id, max);
+    recovery_reads_.add(since(t0), r ? r->events.events.size() : 0);
+    return r;
+  }
   caf::expected<std::vector<persistence::timer_record>> timers_of(std::string_view id) override {
     auto t0 = steady::now();
     auto r = inner().timers_of(id);

@@ -42,6 +42,10 @@ public:
   load_snapshot(std::string_view id, const snapshot_selection& sel) override {
     return inner_->load_snapshot(id, sel);
   }
+  caf::expected<recovery_start> load_recovery_start(std::string_view id,
+                                                    std::uint64_t max_events) override {
+    return inner_->load_recovery_start(id, max_events);
+  }
   caf::error delete_snapshots(std::string_view id, const snapshot_selection& sel) override {
     return inner_->delete_snapshots(id, sel);
   }

@@ -161,6 +161,25 @@ journal::processed_outcome(std::string_view id, std::string_view message_id) {
   return std::optional<processed_message>{processed_message{std::string{message_id}, {}, 0}};
 }
 
+caf::expected<recovery_start> journal::load_recovery_start(std::string_view id,
+                                                           std::uint64_t max_events) {
+  recovery_start out;
+  auto snap = load_snapshot(id, {});
+  if (!snap)
+    return snap.error();
+  out.snapshot = std::move(*snap);
+  auto from = out.snapshot ? out.snapshot->seq + 1 : 1;
+  auto events = replay(id, from, max_sequence_nr, max_events);
+  if (!events)
+    return events.error();
+  out.events = std::move(*events);
+  auto timers = timers_of(id);
+  if (!timers)
+    return timers.error();
+  out.timers = std::move(*timers);
+  return out;
+}
+
 caf::expected<write_result> journal::write_and_wait(atomic_write w) {
   std::promise<caf::expected<write_result>> done;
   auto result = done.get_future();

@@ -538,6 +538,69 @@ struct sqlite_journal::impl {
     return s;
   }
 
+  /// `replay` inside a read transaction the caller holds.
+  static caf::expected<replay_result> replay_on(connection& c, std::string_view id,
+                                                sequence_nr from, sequence_nr to,
+                                                std::uint64_t max) {
+    replay_result out;
+    auto stream = impl::load_stream(c, id);
+    if (!stream)
+      return stream.error();
+    out.highest_seq = stream->second;
+    if (stream->first == 0 || max == 0 || from > to)
+      return out;
+    auto st = c.prepare("SELECT seq, type, schema_version, payload, tags, written_at, position"
+                        " FROM events WHERE stream_id = ? AND seq >= ? AND seq <= ?"
+                        " ORDER BY seq LIMIT ?");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    if (stream->second >= from)
+      out.events.reserve(static_cast<std::size_t>(
+        std::min<std::uint64_t>({stream->second - from + 1, max, to - from + 1, 100000})));
+    s.bind(1, stream->first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      auto& ev = out.events.emplace_back();
+      ev.persistence_id = std::string{id};
+      ev.seq = static_cast<sequence_nr>(s.int64(0));
+      ev.type = s.text(1);
+      ev.schema_version = static_cast<std::uint32_t>(s.int64(2));
+      ev.payload_json = s.text(3);
+      if (!s.is_null(4))
+        ev.tags = decode_tags(s.text(4));
+      ev.written_at_ms = s.int64(5);
+      ev.position = static_cast<std::uint64_t>(s.int64(6));
+    }
+    if (rc != SQLITE_DONE)
+      return translate(rc, c.handle(), "replaying '" + std::string{id} + "'");
+    return out;
+  }
+
+  /// `load_snapshot` inside a read transaction the caller holds.
+  static caf::expected<std::optional<snapshot_record>>
+  snapshot_on(connection& c, std::string_view id, const snapshot_selection& sel) {
+    using result = std::optional<snapshot_record>;
+    auto st = c.prepare("SELECT n.seq, n.state, n.saved_at FROM snapshots n"
+                        " JOIN streams s ON s.stream_id = n.stream_id"
+                        " WHERE s.persistence_id = ? AND n.seq >= ? AND n.seq <= ?"
+                        " AND n.saved_at <= ? ORDER BY n.seq DESC LIMIT 1");
+    if (!st)
+      return st.error();
+    auto& s = **st;
+    reset_guard guard{s};
+    s.bind(1, id).bind(2, clamp64(sel.min_seq)).bind(3, clamp64(sel.max_seq))
+      .bind(4, sel.max_saved_at_ms);
+    auto rc = s.step();
+    if (rc == SQLITE_DONE)
+      return result{};
+    if (rc != SQLITE_ROW)
+      return translate(rc, c.handle(), "loading snapshot of '" + std::string{id} + "'");
+    return result{snapshot_record{std::string{id}, static_cast<sequence_nr>(s.int64(0)),
+                                  s.text(1), s.int64(2)}};
+  }
+
   /// (stream_id, highest) of `id` read from `c`; (0, 0) for an unknown id.
   static caf::expected<std::pair<std::int64_t, sequence_nr>> load_stream(connection& c,
                                                                          std::string_view id) {
@@ -1041,40 +1104,7 @@ void sqlite_journal::write(atomic_write w, write_callback done) {
 caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequence_nr from,
                                                     sequence_nr to, std::uint64_t max) {
   return impl_->read<replay_result>([&](connection& c) -> caf::expected<replay_result> {
-    replay_result out;
-    auto stream = impl::load_stream(c, id);
-    if (!stream)
-      return stream.error();
-    out.highest_seq = stream->second;
-    if (stream->first == 0 || max == 0 || from > to)
-      return out;
-    auto st = c.prepare("SELECT seq, type, schema_version, payload, tags, written_at, position"
-                        " FROM events WHERE stream_id = ? AND seq >= ? AND seq <= ?"
-                        " ORDER BY seq LIMIT ?");
-    if (!st)
-      return st.error();
-    auto& s = **st;
-    reset_guard guard{s};
-    if (stream->second >= from)
-      out.events.reserve(static_cast<std::size_t>(
-        std::min<std::uint64_t>({stream->second - from + 1, max, to - from + 1, 100000})));
-    s.bind(1, stream->first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
-    int rc;
-    while ((rc = s.step()) == SQLITE_ROW) {
-      auto& ev = out.events.emplace_back();
-      ev.persistence_id = std::string{id};
-      ev.seq = static_cast<sequence_nr>(s.int64(0));
-      ev.type = s.text(1);
-      ev.schema_version = static_cast<std::uint32_t>(s.int64(2));
-      ev.payload_json = s.text(3);
-      if (!s.is_null(4))
-        ev.tags = decode_tags(s.text(4));
-      ev.written_at_ms = s.int64(5);
-      ev.position = static_cast<std::uint64_t>(s.int64(6));
-    }
-    if (rc != SQLITE_DONE)
-      return translate(rc, c.handle(), "replaying '" + std::string{id} + "'");
-    return out;
+    return impl::replay_on(c, id, from, to, max);
   });
 }
 
@@ -1215,23 +1245,7 @@ caf::expected<std::optional<snapshot_record>>
 sqlite_journal::load_snapshot(std::string_view id, const snapshot_selection& sel) {
   using result = std::optional<snapshot_record>;
   return impl_->read<result>([&](connection& c) -> caf::expected<result> {
-    auto st = c.prepare("SELECT n.seq, n.state, n.saved_at FROM snapshots n"
-                        " JOIN streams s ON s.stream_id = n.stream_id"
-                        " WHERE s.persistence_id = ? AND n.seq >= ? AND n.seq <= ?"
-                        " AND n.saved_at <= ? ORDER BY n.seq DESC LIMIT 1");
-    if (!st)
-      return st.error();
-    auto& s = **st;
-    reset_guard guard{s};
-    s.bind(1, id).bind(2, clamp64(sel.min_seq)).bind(3, clamp64(sel.max_seq))
-      .bind(4, sel.max_saved_at_ms);
-    auto rc = s.step();
-    if (rc == SQLITE_DONE)
-      return result{};
-    if (rc != SQLITE_ROW)
-      return translate(rc, c.handle(), "loading snapshot of '" + std::string{id} + "'");
-    return result{snapshot_record{std::string{id}, static_cast<sequence_nr>(s.int64(0)),
-                                  s.text(1), s.int64(2)}};
+    return impl::snapshot_on(c, id, sel);
   });
 }
 
@@ -1299,16 +1313,45 @@ caf::expected<std::vector<timer_record>> sqlite_journal::timers_due_after(
   });
 }
 
+namespace {
+
+/// `timers_of` inside a read transaction the caller holds.
+caf::expected<std::vector<timer_record>> timers_of_on(connection& c, std::string_view id) {
+  auto st = c.prepare("SELECT persistence_id, name, due_at, payload FROM timers"
+                      " WHERE persistence_id = ? ORDER BY name");
+  if (!st)
+    return st.error();
+  reset_guard guard{**st};
+  (*st)->bind(1, id);
+  return read_timers(c, **st);
+}
+
+}  // namespace
+
 caf::expected<std::vector<timer_record>> sqlite_journal::timers_of(std::string_view id) {
   using result = std::vector<timer_record>;
-  return impl_->read<result>([&](connection& c) -> caf::expected<result> {
-    auto st = c.prepare("SELECT persistence_id, name, due_at, payload FROM timers"
-                        " WHERE persistence_id = ? ORDER BY name");
-    if (!st)
-      return st.error();
-    reset_guard guard{**st};
-    (*st)->bind(1, id);
-    return read_timers(c, **st);
+  return impl_->read<result>(
+    [&](connection& c) -> caf::expected<result> { return timers_of_on(c, id); });
+}
+
+caf::expected<recovery_start> sqlite_journal::load_recovery_start(std::string_view id,
+                                                                   std::uint64_t max_events) {
+  return impl_->read<recovery_start>([&](connection& c) -> caf::expected<recovery_start> {
+    recovery_start out;
+    auto snap = impl::snapshot_on(c, id, {});
+    if (!snap)
+      return snap.error();
+    out.snapshot = std::move(*snap);
+    auto from = out.snapshot ? out.snapshot->seq + 1 : 1;
+    auto events = impl::replay_on(c, id, from, max_sequence_nr, max_events);
+    if (!events)
+      return events.error();
+    out.events = std::move(*events);
+    auto timers = timers_of_on(c, id);
+    if (!timers)
+      return timers.error();
+    out.timers = std::move(*timers);
+    return out;
   });
 }
 

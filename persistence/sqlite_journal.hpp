@@ -56,6 +56,9 @@ public:
   [[nodiscard]] caf::expected<replay_result>
   replay(std::string_view id, sequence_nr from, sequence_nr to, std::uint64_t max) override;
   [[nodiscard]] caf::expected<sequence_nr> highest_seq(std::string_view id) override;
+  /// One read transaction for the snapshot, the first events and the timers.
+  [[nodiscard]] caf::expected<recovery_start>
+  load_recovery_start(std::string_view id, std::uint64_t max_events) override;
   [[nodiscard]] caf::error delete_up_to(std::string_view id, sequence_nr n) override;
   [[nodiscard]] caf::expected<std::vector<event_record>>
   read_all(std::uint64_t after_position, std::uint64_t max,

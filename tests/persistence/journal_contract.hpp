@@ -853,6 +853,40 @@ LONGHAUL_CONTRACT_CASE("timers_of returns the timers of one id ordered by name")
         == std::vector<std::string>{"timers-of/alpha", "timers-of/mid", "timers-of/zeta"});
 }
 
+LONGHAUL_CONTRACT_CASE("load_recovery_start returns the newest snapshot, the events after "
+                       "it up to max and the timers of the id") {
+  auto w = write_for("start", 1);
+  for (int i = 0; i < 12; ++i)
+    w.events.push_back(event("counter.incremented"));
+  w.timers_to_set = {timer("late", 30), timer("early", 10)};
+  store(std::move(w));
+  set_timers("start-other", {timer("other", 5)});
+  save_snapshot("start", 4, R"({"v":4})");
+  save_snapshot("start", 8, R"({"v":8})");
+
+  auto start = value_of(j->load_recovery_start("start", 3), "load_recovery_start");
+  REQUIRE(start.snapshot.has_value());
+  CHECK(start.snapshot->seq == 8);
+  CHECK(start.snapshot->state_json == R"({"v":8})");
+  std::vector<sequence_nr> seqs;
+  for (const auto& ev : start.events.events)
+    seqs.push_back(ev.seq);
+  CHECK(seqs == std::vector<sequence_nr>{9, 10, 11});
+  CHECK(start.events.highest_seq == 12);
+  CHECK(names(start.timers) == std::vector<std::string>{"start/early", "start/late"});
+
+  // Without a snapshot the events start at 1; an unknown id has nothing at all.
+  auto fresh = value_of(j->load_recovery_start("start-other", 10), "load_recovery_start");
+  CHECK_FALSE(fresh.snapshot.has_value());
+  CHECK(fresh.events.events.empty());
+  CHECK(fresh.events.highest_seq == 0);
+  CHECK(names(fresh.timers) == std::vector<std::string>{"start-other/other"});
+  auto unknown = value_of(j->load_recovery_start("start-unknown", 10), "load_recovery_start");
+  CHECK_FALSE(unknown.snapshot.has_value());
+  CHECK(unknown.events.events.empty());
+  CHECK(unknown.timers.empty());
+}
+
 // --- outbox --------------------------------------------------------------------------------
 
 LONGHAUL_CONTRACT_CASE("outbox messages are pending in write order with increasing "
