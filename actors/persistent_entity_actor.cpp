@@ -104,15 +104,20 @@ void notify_drained(self_ptr self) {
   st.drain_waiters.clear();
 }
 
-/// Arms the passivation check; it fires `passivate_after` after the last activity at
-/// the earliest and 2x at the latest (one delayed message per instance, not per command).
-void arm_passivation(self_ptr self) {
+/// Arms the passivation check `delay` from now (one delayed message per instance, not
+/// per command). The check passivates the instance if it is idle and has seen no
+/// activity for `passivate_after`, and otherwise re-arms for the time that is left.
+void arm_passivation(self_ptr self, caf::actor_clock::duration_type delay) {
   auto& st = self->state;
   if (st.passivation_armed || st.ctx->settings.passivate_after.count() <= 0)
     return;
   st.passivation_armed = true;
-  self->delayed_send(self, st.ctx->settings.passivate_after, passivate_atom::value,
-                     st.activity);
+  self->delayed_send(self, delay, passivate_atom::value);
+}
+
+void arm_passivation(self_ptr self) {
+  arm_passivation(self, std::chrono::duration_cast<caf::actor_clock::duration_type>(
+                          self->state.ctx->settings.passivate_after));
 }
 
 instance_status status_of(const entity_actor_state& st);
@@ -248,26 +253,13 @@ void load_first_chunk(self_ptr self) {
   auto& st = self->state;
   load_request req{st.pid, true, 1, st.ctx->settings.replay_chunk};
   if (st.ctx->settings.inline_reads) {
-    loaded_chunk chunk;
-    auto snap = st.ctx->journal->load_snapshot(st.pid, {});
-    if (!snap) {
-      restart_from_journal(self, persistence::describe(snap.error()));
+    auto start = st.ctx->journal->load_recovery_start(st.pid, req.max_events);
+    if (!start) {
+      restart_from_journal(self, persistence::describe(start.error()));
       return;
     }
-    chunk.snapshot = std::move(*snap);
-    auto from = chunk.snapshot ? chunk.snapshot->seq + 1 : 1;
-    auto r = st.ctx->journal->replay(st.pid, from, persistence::max_sequence_nr, req.max_events);
-    if (!r) {
-      restart_from_journal(self, persistence::describe(r.error()));
-      return;
-    }
-    chunk.events = std::move(*r);
-    auto timers = st.ctx->journal->timers_of(st.pid);
-    if (!timers) {
-      restart_from_journal(self, persistence::describe(timers.error()));
-      return;
-    }
-    chunk.timers = std::move(*timers);
+    loaded_chunk chunk{std::move(start->snapshot), std::move(start->events),
+                       std::move(start->timers)};
     on_chunk(self, chunk);
     return;
   }
@@ -333,7 +325,10 @@ make_write(entity_actor_state& st, const command_envelope& cmd, decision_record&
                         command_json(s.name, s.payload, s.failure_tag)});
   for (auto& p : d.publishes)
     w.outbox.push_back({new_message_id(st.pid), "event:" + p.name, command_json(p.name, p.payload)});
-  if (!cmd.message_id.empty())
+  // A fired timer needs no processed-message row: its removal is stored with these
+  // effects, and a firing whose timer is no longer stored with that due time is stale
+  // (scheduler S3). The row would cost an index insert per firing and stay forever.
+  if (!cmd.message_id.empty() && cmd.timer_name.empty())
     w.processed_message_id = cmd.message_id;
   return w;
 }
@@ -354,13 +349,20 @@ bool stores_nothing(const persistence::atomic_write& w) {
          && w.outbox.empty() && !w.processed_message_id && !w.cancel_all_timers;
 }
 
+/// Makes `pc` the command in flight, with what happens once its write is stored.
+void hold_in_flight(entity_actor_state& st, entity_actor_state::pending_command pc,
+                    decision_record d = {}) {
+  st.in_flight = std::make_unique<entity_actor_state::write_in_flight>();
+  st.in_flight->command = std::move(pc);
+  st.in_flight->decision = std::move(d);
+}
+
 void send_write(self_ptr self, persistence::atomic_write w) {
   auto& st = self->state;
   st.current = mode::writing;
+  // Precondition: st.in_flight holds the command this write stores.
   if (!w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers)
-    st.in_flight_timers = timer_change_of(w);
-  else
-    st.in_flight_timers.reset();
+    st.in_flight->timers = timer_change_of(w);
   auto token = ++st.write_token;
   // The callback runs on the journal's writer thread: it only enqueues a message (R1).
   st.ctx->journal->write(std::move(w), [me = caf::actor{self}, token](auto result) {
@@ -389,12 +391,11 @@ void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std:
     st.ctx->log->error("[{}] command {} failed {} times; opening an incident", st.pid,
                        pc.cmd.name, count);
     st.failures.erase(failure_key(pc.cmd));
-    st.in_flight = entity_actor_state::pending_command{pc.cmd, caf::response_promise{}};
-    st.in_flight_rejection = caf::error{};
-    st.in_flight_decision = incident_decision(pc.cmd, text, count);
-    st.in_flight_incident = text;
+    hold_in_flight(st, {pc.cmd, caf::response_promise{}},
+                   incident_decision(pc.cmd, text, count));
+    st.in_flight->incident = text;
     command_envelope none;  // the incident event itself consumes no message or timer
-    send_write(self, std::move(*make_write(st, none, st.in_flight_decision)));
+    send_write(self, std::move(*make_write(st, none, st.in_flight->decision)));
     return;
   }
   restart_from_journal(self, text);
@@ -414,9 +415,8 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
     d.events.push_back({incident_resolved_event, 1, "{}", {incident_tag}});
     command_envelope none;
     auto w = std::move(*make_write(st, none, d));
-    st.in_flight = std::move(pc);
-    st.in_flight_decision = std::move(d);
-    st.in_flight_incident = std::string{};  // resolved: no open incident once stored
+    hold_in_flight(st, std::move(pc), std::move(d));
+    st.in_flight->incident = std::string{};  // resolved: no open incident once stored
     send_write(self, std::move(w));
     return false;
   }
@@ -455,9 +455,8 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
       auto w = std::move(*make_write(st, pc.cmd, empty));
       if (w.processed_message_id)
         w.processed_rejection = rejection_text(decided.error());
-      st.in_flight = std::move(pc);
-      st.in_flight_decision = std::move(empty);
-      st.in_flight_rejection = decided.error();
+      hold_in_flight(st, std::move(pc), std::move(empty));
+      st.in_flight->rejection = decided.error();
       send_write(self, std::move(w));
       return false;
     }
@@ -476,8 +475,7 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
       maybe_snapshot(self, 0, true);  // nothing to store, but a snapshot was asked for
     return true;
   }
-  st.in_flight = std::move(pc);
-  st.in_flight_decision = std::move(*decided);
+  hold_in_flight(st, std::move(pc), std::move(*decided));
   send_write(self, std::move(w));
   return false;
 }
@@ -486,15 +484,13 @@ void process(self_ptr self) {
   auto& st = self->state;
   while (!st.queue.empty()) {
     if (st.current == mode::failed) {
-      auto pc = std::move(st.queue.front());
-      st.queue.pop_front();
+      auto pc = st.queue.pop_front();
       reply(pc.promise, make_actor_error(actor_errc::instance_failed, st.failure));
       continue;
     }
     if (st.current != mode::ready)
       return;
-    auto pc = std::move(st.queue.front());
-    st.queue.pop_front();
+    auto pc = st.queue.pop_front();
     if (!decide_one(self, std::move(pc)))
       return;
   }
@@ -534,7 +530,7 @@ void settle_duplicate(self_ptr self, std::uint64_t token,
   auto& st = self->state;
   if (token != st.write_token || st.current != mode::writing || !st.in_flight)
     return;
-  auto pc = std::move(*st.in_flight);
+  auto pc = std::move(st.in_flight->command);
   st.in_flight.reset();
   st.current = mode::ready;
   if (!first) {
@@ -559,7 +555,7 @@ void answer_duplicate(self_ptr self, entity_actor_state::pending_command pc) {
   auto token = st.write_token;
   auto pid = st.pid;
   auto message_id = pc.cmd.message_id;
-  st.in_flight = std::move(pc);
+  hold_in_flight(st, std::move(pc));
   if (st.ctx->settings.inline_reads) {
     settle_duplicate(self, token, st.ctx->journal->processed_outcome(pid, message_id));
     return;
@@ -577,26 +573,19 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
   auto& st = self->state;
   if (out.token != st.write_token || st.current != mode::writing || !st.in_flight)
     return;  // a stale outcome from before a restart
-  auto pc = std::move(*st.in_flight);
-  st.in_flight.reset();
-  auto d = std::move(st.in_flight_decision);
-  st.in_flight_decision = decision_record{};
-  if (!out.result) {
-    st.in_flight_rejection = caf::error{};
-    st.in_flight_incident.reset();
-    st.in_flight_timers.reset();
-  }
+  auto held = std::move(st.in_flight);
+  auto& pc = held->command;
+  auto& d = held->decision;
   if (out.result) {
     // R1: the journal stored the write; only now does the state change.
     auto stored = out.result->highest_seq - st.highest;
     st.highest = out.result->highest_seq;
     if (d.apply)
       d.apply(*st.state);
-    if (st.in_flight_incident)
-      st.incident = std::exchange(st.in_flight_incident, std::nullopt).value();
-    if (st.in_flight_timers) {
-      auto tc = std::move(*st.in_flight_timers);
-      st.in_flight_timers.reset();
+    if (held->incident)
+      st.incident = std::move(*held->incident);
+    if (held->timers) {
+      auto& tc = *held->timers;
       if (tc.cancelled_all)
         st.timers.clear();
       for (const auto& name : tc.cancelled)
@@ -610,8 +599,8 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     if (!st.failures.empty())  // failure_key serializes the payload: skip it when no-op
       st.failures.erase(failure_key(pc.cmd));
     st.current = mode::ready;
-    if (auto rejection = std::exchange(st.in_flight_rejection, caf::error{}))
-      reply(pc.promise, std::move(rejection));
+    if (held->rejection)
+      reply(pc.promise, std::move(held->rejection));
     else
       reply(pc.promise, command_reply{std::move(d.reply), st.highest, false});
     if ((!d.sends.empty() || !d.publishes.empty()) && st.outbox)
@@ -670,8 +659,11 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
                                       std::shared_ptr<const entity_context> ctx,
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
-                                      caf::actor outbox, caf::actor scheduler) {
+                                      caf::actor outbox, caf::actor scheduler,
+                                      bool permit_granted) {
   auto& st = self->state;
+  st.permit_held = permit_granted;
+  st.last_active = self->clock().now();
   st.ctx = std::move(ctx);
   st.behavior = std::move(behavior);
   st.pid = std::move(pid);
@@ -692,7 +684,7 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
     [self](command_envelope& cmd) -> caf::result<command_reply> {
       auto& s = self->state;
       ++s.received;
-      ++s.activity;
+      s.last_active = self->clock().now();
       auto rp = self->make_response_promise();
       if (s.queue.empty() && s.current == mode::ready) {
         // Nothing waits before it (R1 order holds): decide at once, without the queue.
@@ -705,17 +697,20 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       return rp;
     },
     [self](write_outcome& out) {
-      ++self->state.activity;
+      self->state.last_active = self->clock().now();
       on_write_outcome(self, out);
     },
     [self](recover_atom) { start_recovery(self); },
-    [self](passivate_atom, std::uint64_t activity_then) {
+    [self](passivate_atom) {
       auto& s = self->state;
       s.passivation_armed = false;
       if (!idle(s))
-        return;
-      if (activity_then != s.activity) {
-        arm_passivation(self);
+        return;  // process() arms the check again once the instance is idle
+      auto idle_for = self->clock().now() - s.last_active;
+      auto after = std::chrono::duration_cast<caf::actor_clock::duration_type>(
+        s.ctx->settings.passivate_after);
+      if (idle_for < after) {
+        arm_passivation(self, after - idle_for);
         return;
       }
       if (auto sup = caf::actor_cast<caf::actor>(s.supervisor))

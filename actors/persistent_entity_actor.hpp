@@ -7,18 +7,48 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
+#include <caf/actor_clock.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace longhaul::actors {
+
+/// A first-in first-out queue that holds no memory while empty (std::deque allocates a
+/// block as soon as it is constructed). Most live instances have nothing queued, so this
+/// keeps their memory bounded; a burst's memory is released once it has drained.
+template <class T>
+class drainable_fifo {
+public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == items_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return items_.size() - head_; }
+  void push_back(T item) { items_.push_back(std::move(item)); }
+  /// Precondition: !empty().
+  T pop_front() {
+    T item = std::move(items_[head_++]);
+    if (head_ == items_.size())
+      clear();
+    return item;
+  }
+  void clear() noexcept {
+    std::vector<T>{}.swap(items_);
+    head_ = 0;
+  }
+  auto begin() noexcept { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  auto end() noexcept { return items_.end(); }
+
+private:
+  std::vector<T> items_;
+  std::size_t head_ = 0;  ///< items_[0, head_) were popped
+};
 
 /// State of one persistent entity actor. Only its own actor touches it.
 struct entity_actor_state {
@@ -45,13 +75,18 @@ struct entity_actor_state {
   std::map<std::string, persistence::time_ms> timers;
   persistence::sequence_nr highest = 0;
   std::uint64_t events_since_snapshot = 0;
-  std::deque<pending_command> queue;  ///< commands not yet decided, in arrival order
-  std::optional<pending_command> in_flight;
-  decision_record in_flight_decision;
-  caf::error in_flight_rejection;  ///< reported instead of a reply once stored (timers)
-  /// The incident text the in-flight write opens ("" = it resolves the incident).
-  std::optional<std::string> in_flight_incident;
-  std::optional<timer_change> in_flight_timers;  ///< reported to the scheduler once stored
+  drainable_fifo<pending_command> queue;  ///< commands not yet decided, in arrival order
+  /// The one write in flight and what happens once it is stored. Held on the heap only
+  /// while there is one, so an idle instance does not carry its ~600 bytes.
+  struct write_in_flight {
+    pending_command command;
+    decision_record decision;  ///< its events went into the write; apply, reply, effects
+    caf::error rejection;      ///< reported instead of a reply once stored (timers)
+    /// The incident text the write opens ("" = it resolves the incident).
+    std::optional<std::string> incident;
+    std::optional<timer_change> timers;  ///< reported to the scheduler once stored
+  };
+  std::unique_ptr<write_in_flight> in_flight;
   /// The next recovery reports every stored timer to the scheduler (after a write with
   /// an unknown outcome, whose timer changes may have been stored unreported).
   bool resync_timers = false;
@@ -59,7 +94,7 @@ struct entity_actor_state {
   std::string incident;     ///< open incident text; empty when none
   std::string failure;      ///< why recovery failed; empty when it did not
   std::uint64_t received = 0;  ///< commands received (compared by the supervisor)
-  std::uint64_t activity = 0;  ///< bumps on every message, for passivation
+  caf::actor_clock::time_point last_active;  ///< last command or write outcome (passivation)
   bool passivation_armed = false;
   bool permit_held = false;
   std::uint32_t restarts = 0;  ///< consecutive restarts, for exponential backoff
@@ -70,11 +105,15 @@ struct entity_actor_state {
 
 /// Spawn function of the persistent entity actor. `supervisor` receives passivation
 /// requests and hands out recovery permits; `outbox` and `scheduler` may be invalid.
+/// `permit_granted`: the supervisor counted a recovery permit for this activation when
+/// it spawned it (saving the request and its answer); the actor returns it with
+/// permit_done once recovered, as it does a permit it asked for.
 caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* self,
                                       std::shared_ptr<const entity_context> ctx,
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
-                                      caf::actor outbox, caf::actor scheduler);
+                                      caf::actor outbox, caf::actor scheduler,
+                                      bool permit_granted);
 
 /// Stored event names the runtime itself writes into an instance's stream.
 inline constexpr const char* incident_opened_event = "longhaul.incident_opened";

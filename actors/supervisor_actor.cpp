@@ -44,8 +44,14 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
   auto it = st.instances.find(pid);
   if (it != st.instances.end())
     return it->second;
+  // A free recovery permit goes with the spawn, which saves each cold activation a
+  // request and its answer; when none is free the instance asks and waits in line.
+  bool permit = st.waiting_for_permit.empty()
+                && st.recoveries < st.ctx->settings.max_concurrent_recoveries;
+  if (permit)
+    ++st.recoveries;
   auto child = self->spawn(persistent_entity_actor, st.ctx, st.types.at(type), pid,
-                           caf::actor_addr{self->address()}, st.outbox, st.scheduler);
+                           caf::actor_addr{self->address()}, st.outbox, st.scheduler, permit);
   self->monitor(child);
   ++st.activations;
   return st.instances.emplace(pid, supervisor_state::entry{child, 0}).first->second;

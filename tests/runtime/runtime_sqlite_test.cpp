@@ -5,11 +5,15 @@
 // run through it over SQLite, so "no fault scripted" means "the inner journal").
 #include "tests/runtime/runtime_fixture.hpp"
 
+#include "persistence/forwarding_journal.hpp"
 #include "persistence/sqlite_journal.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 namespace {
 
@@ -377,6 +381,71 @@ TEST_CASE("with max_concurrent_recoveries=1 on SQLite, many instances asked at o
     CHECK(b->status("k" + std::to_string(i)).highest_seq
           == static_cast<std::uint64_t>(i % 4 + 2));
   }
+}
+
+/// Counts how many recovery reads run at once; each is made to last 2 ms so that
+/// recoveries that may overlap do.
+class overlap_journal final
+  : public longhaul::persistence::forwarding_journal<longhaul::persistence::sqlite_journal> {
+public:
+  using forwarding_journal::forwarding_journal;
+
+  caf::expected<longhaul::persistence::recovery_start>
+  load_recovery_start(std::string_view id, std::uint64_t max_events) override {
+    auto now = ++running_;
+    auto most = most_.load();
+    while (now > most && !most_.compare_exchange_weak(most, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+    auto r = inner().load_recovery_start(id, max_events);
+    --running_;
+    ++calls_;
+    return r;
+  }
+
+  int most() const { return most_; }
+  int calls() const { return calls_; }
+
+private:
+  std::atomic<int> running_{0};
+  std::atomic<int> most_{0};
+  std::atomic<int> calls_{0};
+};
+
+TEST_CASE("with max_concurrent_recoveries=2 and four readers, at most two recoveries read at "
+          "once, whether the permit came with the activation or was asked for") {
+  temp_dir dir;
+  auto path = dir.file("bank.db");
+  constexpr int count = 60;
+  {
+    auto b = bank_runtime::on_sqlite(path);
+    b->start();
+    for (int i = 0; i < count; ++i)
+      REQUIRE_FALSE(b->rt().send("account", "p" + std::to_string(i), bank::deposit{i + 1}));
+  }
+  longhaul::persistence::sqlite_journal_config jc;
+  jc.path = path;
+  jc.sync = longhaul::persistence::sync_mode::normal;
+  auto opened = longhaul::persistence::sqlite_journal::open(jc);
+  REQUIRE(opened);
+  auto observed = std::make_shared<overlap_journal>(
+    std::shared_ptr<longhaul::persistence::sqlite_journal>{std::move(*opened)});
+  bank_runtime b;
+  b.cfg.deterministic = false;
+  b.cfg.worker_threads = 2;
+  b.cfg.reader_threads = 4;
+  b.cfg.max_concurrent_recoveries = 2;
+  b.cfg.journal_override = observed;
+  b.start();
+  for (int i = 0; i < count; ++i)
+    REQUIRE_FALSE(b.rt().send("account", "p" + std::to_string(i), bank::deposit{1}));
+  for (int i = 0; i < count; ++i) {
+    INFO("instance p" << i);
+    CHECK(b.balance("p" + std::to_string(i)) == i + 2);
+  }
+  CHECK(observed->calls() == count);
+  CHECK(observed->most() <= 2);
+  CHECK(observed->most() >= 1);
 }
 
 TEST_CASE("a failed write on SQLite restarts the instance, which then works with the stored state") {
