@@ -384,8 +384,12 @@ private:
     return std::visit(
       [](const auto& e) {
         using T = std::decay_t<decltype(e)>;
+        // The JSON tree only lives until it is serialized: build it in a stack buffer
+        // instead of one heap allocation per field and per growth of the object.
+        unsigned char scratch[2048];
+        boost::json::monotonic_resource tree{scratch, sizeof(scratch)};
         return persistence::new_event{std::string{T::event_name}, T::schema_version,
-                                      boost::json::serialize(boost::json::value_from(e)),
+                                      boost::json::serialize(boost::json::value_from(e, &tree)),
                                       {std::string{E::type_name}}};
       },
       ev);
