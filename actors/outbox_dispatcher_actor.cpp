@@ -283,11 +283,16 @@ caf::behavior outbox_dispatcher_actor(caf::stateful_actor<outbox_dispatcher_stat
         return;
       auto seqs = std::move(s.delivered);
       s.delivered.clear();
-      if (auto err = s.ctx->journal->outbox_delivered(seqs)) {
-        // Kept in the outbox: delivered again later, and dropped by the receivers.
-        s.ctx->log->warn("removing {} delivered outbox rows failed: {}", seqs.size(),
-                         persistence::describe(err));
-      }
+      // Not awaited: the cursor already skips these rows, so the next poll need not wait
+      // for their removal's commit (which, once an fsync, held every delivery up).
+      auto n = seqs.size();
+      s.ctx->journal->outbox_delivered_async(
+        std::move(seqs), [log = s.ctx->log, n](caf::error err) {
+          // Kept in the outbox: delivered again later, and dropped by the receivers.
+          if (err)
+            log->warn("removing {} delivered outbox rows failed: {}", n,
+                      persistence::describe(err));
+        });
     },
   };
 }

@@ -68,6 +68,10 @@ public:
   caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override {
     return inner_->outbox_delivered(std::move(seqs));
   }
+  void outbox_delivered_async(std::vector<std::uint64_t> seqs,
+                              std::function<void(caf::error)> done) override {
+    inner_->outbox_delivered_async(std::move(seqs), std::move(done));
+  }
   caf::error record_dead_letter(dead_letter_record rec) override {
     return inner_->record_dead_letter(std::move(rec));
   }

@@ -180,6 +180,11 @@ caf::expected<recovery_start> journal::load_recovery_start(std::string_view id,
   return out;
 }
 
+void journal::outbox_delivered_async(std::vector<std::uint64_t> seqs,
+                                     std::function<void(caf::error)> done) {
+  done(outbox_delivered(std::move(seqs)));
+}
+
 caf::expected<write_result> journal::write_and_wait(atomic_write w) {
   std::promise<caf::expected<write_result>> done;
   auto result = done.get_future();

@@ -252,6 +252,14 @@ public:
   /// Removes delivered outbox messages (unknown seqs are ignored).
   [[nodiscard]] virtual caf::error outbox_delivered(std::vector<std::uint64_t> seqs) = 0;
 
+  /// `outbox_delivered` without waiting for it: `done` receives its outcome exactly once,
+  /// on the journal's writer thread (SQLite, after the removal's COMMIT; queued behind
+  /// the writes handed over before it, and covered by `flush`) or the caller's thread.
+  /// It must not block or call the journal. The default runs `outbox_delivered` and then
+  /// `done` on the calling thread.
+  virtual void outbox_delivered_async(std::vector<std::uint64_t> seqs,
+                                      std::function<void(caf::error)> done);
+
   /// Stores a dead letter. One identical to a stored one (same message id, destination
   /// and reason) is not stored again: a message dead-lettered again because a crash left
   /// its outbox row to be delivered again is recorded once (JOURNAL.md I15).

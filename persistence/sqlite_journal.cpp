@@ -360,6 +360,19 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 
 /// An flock(2) on "<path>.writer-lock" holding the owner's pid. The kernel drops it when
 /// the process dies, so a SIGKILLed writer never leaves a stale lock behind.
+/// Deletes the outbox rows `seqs` inside the writer's open transaction.
+caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
+  auto del = writer.prepare("DELETE FROM outbox WHERE outbox_seq = ?");
+  if (!del)
+    return del.error();
+  for (auto seq : seqs) {
+    (*del)->bind(1, clamp64(seq));
+    if (auto err = writer.run(**del, "removing delivered outbox message"))
+      return err;
+  }
+  return {};
+}
+
 class writer_lock {
 public:
   writer_lock() = default;
@@ -440,9 +453,15 @@ struct sqlite_journal::impl {
     atomic_write w;
     write_callback done;
   };
+  /// Delivered outbox rows to remove: committed in the next write batch's transaction
+  /// (group commit), reported to `done` after it.
+  struct outbox_removal {
+    std::vector<std::uint64_t> seqs;
+    std::function<void(caf::error)> done;
+  };
   /// Work other than appends that must run on the write connection, in queue order.
   using maintenance = std::function<void(impl&)>;
-  using job = std::variant<pending_write, maintenance>;
+  using job = std::variant<pending_write, outbox_removal, maintenance>;
 
   sqlite_journal_config cfg;
   /// Schema version of the file: current after a read-write open (it migrates), possibly
@@ -505,8 +524,8 @@ struct sqlite_journal::impl {
     }
   }
 
-  /// Runs `jobs` in order: each run of appends in batches of up to `max_batch_writes`,
-  /// each maintenance job alone.
+  /// Runs `jobs` in order: each run of appends and outbox removals in batches of up to
+  /// `max_batch_writes`, each maintenance job alone.
   void run_jobs(std::vector<job>& jobs) {
     std::size_t i = 0;
     while (i < jobs.size()) {
@@ -517,7 +536,7 @@ struct sqlite_journal::impl {
       }
       auto end = i + 1;
       while (end < jobs.size() && end - i < cfg.max_batch_writes
-             && std::holds_alternative<pending_write>(jobs[end]))
+             && !std::holds_alternative<maintenance>(jobs[end]))
         ++end;
       commit_batch(std::span<job>{jobs}.subspan(i, end - i));
       i = end;
@@ -858,13 +877,11 @@ struct sqlite_journal::impl {
       (void) writer.exec("ROLLBACK");
   }
 
-  /// Group commit (I4): all writes of `jobs` (appends only) in one transaction, each
-  /// acknowledged only after COMMIT returned. A rejection fails alone; a failure fails the
-  /// whole batch.
+  /// Group commit (I4): all writes of `jobs` (appends and outbox removals) in one
+  /// transaction, each acknowledged only after COMMIT returned. A rejection fails alone;
+  /// a failure fails the whole batch.
   void commit_batch(std::span<job> jobs) {
-    auto write_at = [&](std::size_t i) -> pending_write& {
-      return std::get<pending_write>(jobs[i]);
-    };
+    auto write_at = [&](std::size_t i) -> job& { return jobs[i]; };
     auto ts = now();
     results.clear();
     results.reserve(jobs.size());
@@ -875,7 +892,16 @@ struct sqlite_journal::impl {
     touched.clear();
     if (!batch_err) {
       for (std::size_t i = 0; i < jobs.size(); ++i) {
-        auto out = store_write(write_at(i).w, ts);
+        if (auto* removal = std::get_if<outbox_removal>(&jobs[i])) {
+          // Only an I/O error or corruption makes a DELETE fail: fail the batch.
+          if (auto err = delete_outbox_rows(writer, removal->seqs)) {
+            batch_err = std::move(err);
+            break;
+          }
+          results.emplace_back(write_result{});
+          continue;
+        }
+        auto out = store_write(std::get<pending_write>(jobs[i]).w, ts);
         if (out.batch_failed) {
           batch_err = out.result.error();
           break;
@@ -920,6 +946,19 @@ struct sqlite_journal::impl {
     deliver(pw.done, std::move(r));
   }
 
+  static void acknowledge(job& j, caf::expected<write_result> r) {
+    if (auto* pw = std::get_if<pending_write>(&j)) {
+      acknowledge(*pw, std::move(r));
+      return;
+    }
+    auto& removal = std::get<outbox_removal>(j);
+    try {
+      removal.done(r ? caf::error{} : std::move(r.error()));
+    } catch (...) {
+      // As for write callbacks: a throwing callback must not take the writer down.
+    }
+  }
+
   static void deliver(write_callback& done, caf::expected<write_result> r) {
     if (!done)
       return;
@@ -931,10 +970,11 @@ struct sqlite_journal::impl {
   }
 
   /// Runs `body` in its own transaction on the writer thread and waits for it.
-  caf::error run_maintenance(std::function<caf::error(impl&)> body) {
-    std::promise<caf::error> done;
-    auto result = done.get_future();
-    auto task = [&body, &done](impl& self) {
+  /// Queues `body` as a writer job in its own transaction; `done` gets the outcome on
+  /// the writer thread (or at once, on the caller's, if the journal is closed).
+  void queue_maintenance(std::function<caf::error(impl&)> body,
+                         std::function<void(caf::error)> done) {
+    auto task = [body = std::move(body), done](impl& self) {
       caf::error err = self.writer.exec("BEGIN IMMEDIATE");
       if (!err)
         err = body(self);
@@ -944,15 +984,23 @@ struct sqlite_journal::impl {
         self.rollback();
         self.streams.clear();
       }
-      done.set_value(std::move(err));
+      done(std::move(err));
     };
     {
       std::lock_guard guard{queue_mtx};
-      if (closed || stopping)
-        return make_persistence_error(persistence_errc::closed, "journal is closed");
-      queue.emplace_back(maintenance{std::move(task)});
+      if (!closed && !stopping) {
+        queue.emplace_back(maintenance{std::move(task)});
+        queue_cv.notify_one();
+        return;
+      }
     }
-    queue_cv.notify_one();
+    done(make_persistence_error(persistence_errc::closed, "journal is closed"));
+  }
+
+  caf::error run_maintenance(std::function<caf::error(impl&)> body) {
+    std::promise<caf::error> done;
+    auto result = done.get_future();
+    queue_maintenance(std::move(body), [&done](caf::error err) { done.set_value(std::move(err)); });
     return result.get();
   }
 
@@ -1384,17 +1432,30 @@ caf::error sqlite_journal::outbox_delivered(std::vector<std::uint64_t> seqs) {
     return err;
   if (seqs.empty())
     return {};
-  return impl_->run_maintenance([&](impl& self) -> caf::error {
-    auto del = self.writer.prepare("DELETE FROM outbox WHERE outbox_seq = ?");
-    if (!del)
-      return del.error();
-    for (auto seq : seqs) {
-      (*del)->bind(1, clamp64(seq));
-      if (auto err = self.writer.run(**del, "removing delivered outbox message"))
-        return err;
+  return impl_->run_maintenance(
+    [&](impl& self) -> caf::error { return delete_outbox_rows(self.writer, seqs); });
+}
+
+void sqlite_journal::outbox_delivered_async(std::vector<std::uint64_t> seqs,
+                                            std::function<void(caf::error)> done) {
+  if (auto err = impl_->writable()) {
+    done(std::move(err));
+    return;
+  }
+  if (seqs.empty()) {
+    done(caf::error{});
+    return;
+  }
+  {
+    std::lock_guard guard{impl_->queue_mtx};
+    if (!impl_->closed && !impl_->stopping) {
+      impl_->queue.emplace_back(impl::outbox_removal{std::move(seqs), std::move(done)});
+      impl_->queue_cv.notify_one();
+      return;
     }
-    return {};
-  });
+  }
+  done(make_persistence_error(persistence_errc::closed,
+                              "journal '" + impl_->cfg.path + "' is closed"));
 }
 
 caf::error sqlite_journal::record_dead_letter(dead_letter_record rec) {

@@ -77,6 +77,9 @@ public:
   [[nodiscard]] caf::expected<std::vector<outbox_record>>
   outbox_pending(std::uint64_t after_seq, std::uint64_t max) override;
   [[nodiscard]] caf::error outbox_delivered(std::vector<std::uint64_t> seqs) override;
+  /// Queues the removal into the next write batch (group commit) and returns at once.
+  void outbox_delivered_async(std::vector<std::uint64_t> seqs,
+                              std::function<void(caf::error)> done) override;
   [[nodiscard]] caf::error record_dead_letter(dead_letter_record rec) override;
   [[nodiscard]] caf::expected<std::vector<dead_letter_record>>
   dead_letters(std::uint64_t after_seq, std::uint64_t max) override;

@@ -17,6 +17,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <future>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -925,6 +926,31 @@ LONGHAUL_CONTRACT_CASE("outbox messages are pending in write order with increasi
            "outbox_delivered");
   CHECK(outbox_pending().empty());
   succeeds(j->outbox_delivered({}), "outbox_delivered of nothing");
+}
+
+LONGHAUL_CONTRACT_CASE("outbox_delivered_async removes the rows, reports once, and a flush "
+                       "covers it") {
+  auto w = write_for("async-out", 1);
+  w.outbox = {message("amsg-1", "mailer/1"), message("amsg-2", "mailer/2")};
+  store(std::move(w));
+  auto pending = outbox_pending();
+  REQUIRE(pending.size() == 2);
+  std::promise<caf::error> first;
+  std::atomic<int> calls{0};
+  j->outbox_delivered_async({pending[0].outbox_seq}, [&](caf::error err) {
+    ++calls;
+    first.set_value(std::move(err));
+  });
+  j->flush();
+  auto err = first.get_future().get();
+  CHECK_FALSE(err);
+  CHECK(calls == 1);
+  auto left = outbox_pending();
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].message_id == "amsg-2");
+  std::promise<caf::error> nothing;
+  j->outbox_delivered_async({}, [&](caf::error e) { nothing.set_value(std::move(e)); });
+  CHECK_FALSE(nothing.get_future().get());
 }
 
 LONGHAUL_CONTRACT_CASE("an outbox message id that is already pending is refused with "
