@@ -438,6 +438,19 @@ std::vector<std::string> decode_tags(const std::string& json) {
   return out;
 }
 
+/// Fills `ev` from a row whose columns from `first` on are seq, type, schema_version,
+/// payload, tags, written_at, position (the events table's order).
+void read_event_columns(statement& s, int first, event_record& ev) {
+  ev.seq = static_cast<sequence_nr>(s.int64(first));
+  ev.type = s.text(first + 1);
+  ev.schema_version = static_cast<std::uint32_t>(s.int64(first + 2));
+  ev.payload_json = s.text(first + 3);
+  if (!s.is_null(first + 4))
+    ev.tags = decode_tags(s.text(first + 4));
+  ev.written_at_ms = s.int64(first + 5);
+  ev.position = static_cast<std::uint64_t>(s.int64(first + 6));
+}
+
 }  // namespace
 
 // -- implementation state --------------------------------------------------------------
@@ -583,14 +596,7 @@ struct sqlite_journal::impl {
     while ((rc = s.step()) == SQLITE_ROW) {
       auto& ev = out.events.emplace_back();
       ev.persistence_id = std::string{id};
-      ev.seq = static_cast<sequence_nr>(s.int64(0));
-      ev.type = s.text(1);
-      ev.schema_version = static_cast<std::uint32_t>(s.int64(2));
-      ev.payload_json = s.text(3);
-      if (!s.is_null(4))
-        ev.tags = decode_tags(s.text(4));
-      ev.written_at_ms = s.int64(5);
-      ev.position = static_cast<std::uint64_t>(s.int64(6));
+      read_event_columns(s, 0, ev);
     }
     if (rc != SQLITE_DONE)
       return translate(rc, c.handle(), "replaying '" + std::string{id} + "'");
@@ -1228,14 +1234,7 @@ sqlite_journal::read_all(std::uint64_t after_position, std::uint64_t max,
     while ((rc = s.step()) == SQLITE_ROW) {
       auto& ev = out.emplace_back();
       ev.persistence_id = s.text(0);
-      ev.seq = static_cast<sequence_nr>(s.int64(1));
-      ev.type = s.text(2);
-      ev.schema_version = static_cast<std::uint32_t>(s.int64(3));
-      ev.payload_json = s.text(4);
-      if (!s.is_null(5))
-        ev.tags = decode_tags(s.text(5));
-      ev.written_at_ms = s.int64(6);
-      ev.position = static_cast<std::uint64_t>(s.int64(7));
+      read_event_columns(s, 1, ev);
     }
     if (rc != SQLITE_DONE)
       return translate(rc, c.handle(), "reading all events");
