@@ -35,7 +35,7 @@ struct sqlite_journal_config {
   write_limits limits;
   std::size_t keep_snapshots = 0;     ///< keep the newest k snapshots per id (0 = all)
   std::chrono::milliseconds busy_timeout{5000};
-  std::size_t stream_cache_entries = 200000;  ///< ids whose highest seq the writer keeps
+  std::size_t stream_cache_entries = 100000;  ///< ids whose highest seq the writer keeps
   std::size_t max_read_connections = 8;
   std::string vfs;                    ///< SQLite VFS name; empty = default (tests inject faults)
   std::function<time_ms()> clock;     ///< write timestamps; default: system clock
