@@ -95,12 +95,9 @@ struct timer_page {
   std::vector<persistence::timer_record> rows;
 };
 
-/// Answer to load_request.
-struct loaded_chunk {
-  std::optional<persistence::snapshot_record> snapshot;
-  persistence::replay_result events;
-  std::vector<persistence::timer_record> timers;  ///< first chunk: the instance's timers
-};
+/// Answer to load_request: the journal's recovery start for the first chunk (snapshot,
+/// events, timers); later chunks carry only events.
+using loaded_chunk = persistence::recovery_start;
 
 /// entity -> scheduler after a stored write that changed the instance's timers.
 struct timer_change {

@@ -15,17 +15,14 @@ caf::behavior journal_reader(caf::event_based_actor*,
                              std::shared_ptr<spdlog::logger> log) {
   return {
     [journal](load_atom, load_request& req) -> caf::result<loaded_chunk> {
-      loaded_chunk out;
       if (req.with_snapshot) {
         // The first chunk: snapshot, events and timers in one read.
         auto start = journal->load_recovery_start(req.persistence_id, req.max_events);
         if (!start)
           return start.error();
-        out.snapshot = std::move(start->snapshot);
-        out.events = std::move(start->events);
-        out.timers = std::move(start->timers);
-        return out;
+        return std::move(*start);
       }
+      loaded_chunk out;
       auto events = journal->replay(req.persistence_id, req.from_seq,
                                     persistence::max_sequence_nr, req.max_events);
       if (!events)

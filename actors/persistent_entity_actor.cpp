@@ -115,9 +115,14 @@ void arm_passivation(self_ptr self, caf::actor_clock::duration_type delay) {
   self->delayed_send(self, delay, passivate_atom::value);
 }
 
+/// The configured idle time before passivation, in the actor clock's unit.
+caf::actor_clock::duration_type passivate_after(const entity_actor_state& st) {
+  return std::chrono::duration_cast<caf::actor_clock::duration_type>(
+    st.ctx->settings.passivate_after);
+}
+
 void arm_passivation(self_ptr self) {
-  arm_passivation(self, std::chrono::duration_cast<caf::actor_clock::duration_type>(
-                          self->state.ctx->settings.passivate_after));
+  arm_passivation(self, passivate_after(self->state));
 }
 
 instance_status status_of(const entity_actor_state& st);
@@ -258,9 +263,7 @@ void load_first_chunk(self_ptr self) {
       restart_from_journal(self, persistence::describe(start.error()));
       return;
     }
-    loaded_chunk chunk{std::move(start->snapshot), std::move(start->events),
-                       std::move(start->timers)};
-    on_chunk(self, chunk);
+    on_chunk(self, *start);
     return;
   }
   self->request(st.ctx->readers, caf::infinite, load_atom::value, std::move(req))
@@ -707,8 +710,7 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       if (!idle(s))
         return;  // process() arms the check again once the instance is idle
       auto idle_for = self->clock().now() - s.last_active;
-      auto after = std::chrono::duration_cast<caf::actor_clock::duration_type>(
-        s.ctx->settings.passivate_after);
+      auto after = passivate_after(s);
       if (idle_for < after) {
         arm_passivation(self, after - idle_for);
         return;

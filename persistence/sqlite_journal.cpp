@@ -358,8 +358,6 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 
 // -- single-writer lock (I8) -------------------------------------------------------
 
-/// An flock(2) on "<path>.writer-lock" holding the owner's pid. The kernel drops it when
-/// the process dies, so a SIGKILLed writer never leaves a stale lock behind.
 /// Deletes the outbox rows `seqs` inside the writer's open transaction.
 caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
   auto del = writer.prepare("DELETE FROM outbox WHERE outbox_seq = ?");
@@ -373,6 +371,8 @@ caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_
   return {};
 }
 
+/// An flock(2) on "<path>.writer-lock" holding the owner's pid. The kernel drops it when
+/// the process dies, so a SIGKILLed writer never leaves a stale lock behind.
 class writer_lock {
 public:
   writer_lock() = default;
@@ -887,7 +887,6 @@ struct sqlite_journal::impl {
   /// transaction, each acknowledged only after COMMIT returned. A rejection fails alone;
   /// a failure fails the whole batch.
   void commit_batch(std::span<job> jobs) {
-    auto write_at = [&](std::size_t i) -> job& { return jobs[i]; };
     auto ts = now();
     results.clear();
     results.reserve(jobs.size());
@@ -926,9 +925,9 @@ struct sqlite_journal::impl {
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
         if (i < results.size() && !results[i])
-          acknowledge(write_at(i), std::move(results[i]));
+          acknowledge(jobs[i], std::move(results[i]));
         else
-          acknowledge(write_at(i), batch_err);
+          acknowledge(jobs[i], batch_err);
       }
       return;
     }
@@ -937,11 +936,14 @@ struct sqlite_journal::impl {
     touched.clear();
     ++gen;
     n_transactions.fetch_add(1, std::memory_order_relaxed);
-    n_writes.fetch_add(jobs.size(), std::memory_order_relaxed);
+    n_writes.fetch_add(static_cast<std::uint64_t>(std::count_if(
+                         jobs.begin(), jobs.end(),
+                         [](const job& j) { return std::holds_alternative<pending_write>(j); })),
+                       std::memory_order_relaxed);
     if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < jobs.size(); ++i)
-      acknowledge(write_at(i), std::move(results[i]));
+      acknowledge(jobs[i], std::move(results[i]));
   }
 
   /// Frees the write's memory before its callback: a caller that writes again from the
@@ -975,12 +977,29 @@ struct sqlite_journal::impl {
     }
   }
 
+  /// Hands `j` to the writer. Returns false, leaving `j` untouched, once the journal is
+  /// stopping or closed.
+  bool try_enqueue(job&& j) {
+    {
+      std::lock_guard guard{queue_mtx};
+      if (closed || stopping)
+        return false;
+      queue.emplace_back(std::move(j));
+    }
+    queue_cv.notify_one();
+    return true;
+  }
+
+  caf::error closed_error() const {
+    return make_persistence_error(persistence_errc::closed,
+                                  "journal '" + cfg.path + "' is closed");
+  }
+
   /// Runs `body` in its own transaction on the writer thread and waits for it.
-  /// Queues `body` as a writer job in its own transaction; `done` gets the outcome on
-  /// the writer thread (or at once, on the caller's, if the journal is closed).
-  void queue_maintenance(std::function<caf::error(impl&)> body,
-                         std::function<void(caf::error)> done) {
-    auto task = [body = std::move(body), done](impl& self) {
+  caf::error run_maintenance(std::function<caf::error(impl&)> body) {
+    std::promise<caf::error> done;
+    auto result = done.get_future();
+    auto task = [&body, &done](impl& self) {
       caf::error err = self.writer.exec("BEGIN IMMEDIATE");
       if (!err)
         err = body(self);
@@ -990,23 +1009,10 @@ struct sqlite_journal::impl {
         self.rollback();
         self.streams.clear();
       }
-      done(std::move(err));
+      done.set_value(std::move(err));
     };
-    {
-      std::lock_guard guard{queue_mtx};
-      if (!closed && !stopping) {
-        queue.emplace_back(maintenance{std::move(task)});
-        queue_cv.notify_one();
-        return;
-      }
-    }
-    done(make_persistence_error(persistence_errc::closed, "journal is closed"));
-  }
-
-  caf::error run_maintenance(std::function<caf::error(impl&)> body) {
-    std::promise<caf::error> done;
-    auto result = done.get_future();
-    queue_maintenance(std::move(body), [&done](caf::error err) { done.set_value(std::move(err)); });
+    if (!try_enqueue(maintenance{std::move(task)}))
+      return closed_error();
     return result.get();
   }
 
@@ -1142,17 +1148,9 @@ void sqlite_journal::write(atomic_write w, write_callback done) {
     impl::deliver(done, std::move(err));
     return;
   }
-  {
-    std::unique_lock guard{impl_->queue_mtx};
-    if (impl_->stopping || impl_->closed) {
-      guard.unlock();
-      impl::deliver(done, make_persistence_error(persistence_errc::closed,
-                                                 "journal '" + impl_->cfg.path + "' is closed"));
-      return;
-    }
-    impl_->queue.emplace_back(impl::pending_write{std::move(w), std::move(done)});
-  }
-  impl_->queue_cv.notify_one();
+  impl::job j{impl::pending_write{std::move(w), std::move(done)}};
+  if (!impl_->try_enqueue(std::move(j)))
+    impl::deliver(std::get<impl::pending_write>(j).done, impl_->closed_error());
 }
 
 caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequence_nr from,
@@ -1445,16 +1443,9 @@ void sqlite_journal::outbox_delivered_async(std::vector<std::uint64_t> seqs,
     done(caf::error{});
     return;
   }
-  {
-    std::lock_guard guard{impl_->queue_mtx};
-    if (!impl_->closed && !impl_->stopping) {
-      impl_->queue.emplace_back(impl::outbox_removal{std::move(seqs), std::move(done)});
-      impl_->queue_cv.notify_one();
-      return;
-    }
-  }
-  done(make_persistence_error(persistence_errc::closed,
-                              "journal '" + impl_->cfg.path + "' is closed"));
+  impl::job j{impl::outbox_removal{std::move(seqs), std::move(done)}};
+  if (!impl_->try_enqueue(std::move(j)))
+    std::get<impl::outbox_removal>(j).done(impl_->closed_error());
 }
 
 caf::error sqlite_journal::record_dead_letter(dead_letter_record rec) {
@@ -1568,13 +1559,8 @@ void sqlite_journal::flush() {
     return;
   std::promise<void> done;
   auto result = done.get_future();
-  {
-    std::lock_guard guard{impl_->queue_mtx};
-    if (impl_->stopping || impl_->closed)
-      return;
-    impl_->queue.emplace_back(impl::maintenance{[&done](impl&) { done.set_value(); }});
-  }
-  impl_->queue_cv.notify_one();
+  if (!impl_->try_enqueue(impl::maintenance{[&done](impl&) { done.set_value(); }}))
+    return;
   result.wait();
 }
 
