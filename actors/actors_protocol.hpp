@@ -73,6 +73,9 @@ struct command_reply {
 struct write_outcome {
   std::uint64_t token = 0;  ///< the entity's write counter: stale outcomes are ignored
   caf::expected<persistence::write_result> result;
+  /// The ticket the write went out in, handed back so that its memory is freed on the
+  /// entity's side (persistence::write_ticket).
+  std::shared_ptr<persistence::write_ticket> spent;
 };
 
 /// A chunk of an instance's history, loaded by the reader pool.

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/send.hpp>
 
 #include <random>
@@ -336,6 +337,33 @@ make_write(entity_actor_state& st, const command_envelope& cmd, decision_record&
   return w;
 }
 
+/// A write on its way to the journal, with the message that reports its outcome already
+/// built. `done` runs on the journal's writer thread: it fills in the outcome and enqueues
+/// the message (R1: the state changes only when the entity handles it). The writer thread
+/// allocates nothing, and the write, the ticket and the message are freed by the entity's
+/// thread, which allocated them (persistence::write_ticket).
+class outcome_ticket final : public persistence::write_ticket,
+                             public std::enable_shared_from_this<outcome_ticket> {
+public:
+  outcome_ticket(caf::actor entity, std::uint64_t token)
+    : entity_(std::move(entity)),
+      message_(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                         write_outcome{token, caf::error{}, nullptr})) {}
+
+  void done(caf::expected<persistence::write_result> outcome) override {
+    auto message = std::move(message_);
+    auto entity = std::move(entity_);
+    auto& out = message->content().get_mutable_as<write_outcome>(0);
+    out.result = std::move(outcome);
+    out.spent = shared_from_this();  // from here the message owns this ticket
+    entity->enqueue(std::move(message), nullptr);
+  }
+
+private:
+  caf::actor entity_;
+  caf::mailbox_element_ptr message_;
+};
+
 /// What the scheduler must learn from a write about to be stored.
 timer_change timer_change_of(const persistence::atomic_write& w) {
   timer_change tc;
@@ -367,10 +395,9 @@ void send_write(self_ptr self, persistence::atomic_write w) {
   if (!w.timers_to_set.empty() || !w.timers_to_cancel.empty() || w.cancel_all_timers)
     st.in_flight->timers = timer_change_of(w);
   auto token = ++st.write_token;
-  // The callback runs on the journal's writer thread: it only enqueues a message (R1).
-  st.ctx->journal->write(std::move(w), [me = caf::actor{self}, token](auto result) {
-    caf::anon_send(me, write_outcome{token, std::move(result)});
-  });
+  auto ticket = std::make_shared<outcome_ticket>(caf::actor{self}, token);
+  ticket->w = std::move(w);
+  st.ctx->journal->submit(std::move(ticket));
 }
 
 decision_record incident_decision(const command_envelope& cmd, const std::string& error,

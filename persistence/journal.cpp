@@ -161,6 +161,11 @@ journal::processed_outcome(std::string_view id, std::string_view message_id) {
   return std::optional<processed_message>{processed_message{std::string{message_id}, {}, 0}};
 }
 
+void journal::submit(std::shared_ptr<write_ticket> t) {
+  auto w = std::move(t->w);
+  write(std::move(w), [t = std::move(t)](caf::expected<write_result> r) { t->done(std::move(r)); });
+}
+
 caf::expected<recovery_start> journal::load_recovery_start(std::string_view id,
                                                            std::uint64_t max_events) {
   recovery_start out;

@@ -466,6 +466,11 @@ struct sqlite_journal::impl {
     atomic_write w;
     write_callback done;
   };
+  /// A submitted ticket: its write stays inside it and goes back to the caller with the
+  /// outcome, to be freed where it was allocated (journal::submit).
+  struct ticketed_write {
+    std::shared_ptr<write_ticket> ticket;
+  };
   /// Delivered outbox rows to remove: committed in the next write batch's transaction
   /// (group commit), reported to `done` after it.
   struct outbox_removal {
@@ -474,7 +479,16 @@ struct sqlite_journal::impl {
   };
   /// Work other than appends that must run on the write connection, in queue order.
   using maintenance = std::function<void(impl&)>;
-  using job = std::variant<pending_write, outbox_removal, maintenance>;
+  using job = std::variant<pending_write, ticketed_write, outbox_removal, maintenance>;
+
+  /// The append a job carries, or nullptr for other work.
+  static const atomic_write* append_of(const job& j) {
+    if (auto* pw = std::get_if<pending_write>(&j))
+      return &pw->w;
+    if (auto* tw = std::get_if<ticketed_write>(&j))
+      return &tw->ticket->w;
+    return nullptr;
+  }
 
   sqlite_journal_config cfg;
   /// Schema version of the file: current after a read-write open (it migrates), possibly
@@ -906,7 +920,7 @@ struct sqlite_journal::impl {
           results.emplace_back(write_result{});
           continue;
         }
-        auto out = store_write(std::get<pending_write>(jobs[i]).w, ts);
+        auto out = store_write(*append_of(jobs[i]), ts);
         if (out.batch_failed) {
           batch_err = out.result.error();
           break;
@@ -938,7 +952,7 @@ struct sqlite_journal::impl {
     n_transactions.fetch_add(1, std::memory_order_relaxed);
     n_writes.fetch_add(static_cast<std::uint64_t>(std::count_if(
                          jobs.begin(), jobs.end(),
-                         [](const job& j) { return std::holds_alternative<pending_write>(j); })),
+                         [](const job& j) { return append_of(j) != nullptr; })),
                        std::memory_order_relaxed);
     if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
@@ -959,9 +973,23 @@ struct sqlite_journal::impl {
       acknowledge(*pw, std::move(r));
       return;
     }
+    if (auto* tw = std::get_if<ticketed_write>(&j)) {
+      deliver(std::move(tw->ticket), std::move(r));
+      return;
+    }
     auto& removal = std::get<outbox_removal>(j);
     try {
       removal.done(r ? caf::error{} : std::move(r.error()));
+    } catch (...) {
+      // As for write callbacks: a throwing callback must not take the writer down.
+    }
+  }
+
+  /// Calls the ticket's `done` and drops the journal's reference to it (the write goes
+  /// back inside the ticket, unfreed).
+  static void deliver(std::shared_ptr<write_ticket> t, caf::expected<write_result> r) {
+    try {
+      t->done(std::move(r));
     } catch (...) {
       // As for write callbacks: a throwing callback must not take the writer down.
     }
@@ -1151,6 +1179,22 @@ void sqlite_journal::write(atomic_write w, write_callback done) {
   impl::job j{impl::pending_write{std::move(w), std::move(done)}};
   if (!impl_->try_enqueue(std::move(j)))
     impl::deliver(std::get<impl::pending_write>(j).done, impl_->closed_error());
+}
+
+void sqlite_journal::submit(std::shared_ptr<write_ticket> t) {
+  if (!t)
+    return;
+  if (auto err = impl_->writable()) {
+    impl::deliver(std::move(t), std::move(err));
+    return;
+  }
+  if (auto err = validate_write(t->w, impl_->cfg.limits)) {
+    impl::deliver(std::move(t), std::move(err));
+    return;
+  }
+  impl::job j{impl::ticketed_write{std::move(t)}};
+  if (!impl_->try_enqueue(std::move(j)))
+    impl::deliver(std::move(std::get<impl::ticketed_write>(j).ticket), impl_->closed_error());
 }
 
 caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequence_nr from,

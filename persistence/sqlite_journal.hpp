@@ -53,6 +53,7 @@ public:
   ~sqlite_journal() override;
 
   void write(atomic_write w, write_callback done) override;
+  void submit(std::shared_ptr<write_ticket> t) override;
   [[nodiscard]] caf::expected<replay_result>
   replay(std::string_view id, sequence_nr from, sequence_nr to, std::uint64_t max) override;
   [[nodiscard]] caf::expected<sequence_nr> highest_seq(std::string_view id) override;

@@ -928,6 +928,49 @@ LONGHAUL_CONTRACT_CASE("outbox messages are pending in write order with increasi
   succeeds(j->outbox_delivered({}), "outbox_delivered of nothing");
 }
 
+/// A ticket that records how often, and with what, the journal called it back.
+struct recording_ticket final : write_ticket {
+  std::promise<caf::expected<write_result>> outcome;
+  std::atomic<int> calls{0};
+  void done(caf::expected<write_result> r) override {
+    if (++calls == 1)
+      outcome.set_value(std::move(r));
+  }
+};
+
+LONGHAUL_CONTRACT_CASE("submit stores a ticket's write, calls done once and keeps no "
+                       "reference, and refuses an invalid or conflicting ticket through done") {
+  auto t = std::make_shared<recording_ticket>();
+  t->w = write_for("ticketed", 1, {event("a"), event("b")});
+  auto stored = t->outcome.get_future();
+  j->submit(t);
+  auto r = stored.get();
+  REQUIRE(r);
+  CHECK(r->highest_seq == 2);
+  CHECK(highest("ticketed") == 2);
+  j->flush();
+  CHECK(t->calls == 1);
+  CHECK(t.use_count() == 1);  // the journal dropped its reference after done
+  auto bad = std::make_shared<recording_ticket>();
+  bad->w = write_for("", 1, {event("a")});
+  auto refused = bad->outcome.get_future();
+  j->submit(bad);
+  auto rb = refused.get();
+  REQUIRE_FALSE(rb);
+  CHECK(persistence_code(rb.error()) == errc::invalid_argument);
+  auto stale = std::make_shared<recording_ticket>();
+  stale->w = write_for("ticketed", 2, {event("c")});
+  auto conflict = stale->outcome.get_future();
+  j->submit(stale);
+  auto rc = conflict.get();
+  REQUIRE_FALSE(rc);
+  CHECK(persistence_code(rc.error()) == errc::sequence_conflict);
+  CHECK(highest("ticketed") == 2);
+  j->flush();
+  CHECK(bad->calls == 1);
+  CHECK(stale->calls == 1);
+}
+
 LONGHAUL_CONTRACT_CASE("outbox_delivered_async removes the rows, reports once, and a flush "
                        "covers it") {
   auto w = write_for("async-out", 1);

@@ -227,6 +227,25 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: data survives close and reopen
   CHECK(persistence_code(dup.error()) == errc::sequence_conflict);
 }
 
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a submitted ticket comes back to done "
+                                 "with its write still inside, to be freed by the submitter",
+                 "[journal][sqlite]") {
+  struct keeping_ticket final : write_ticket {
+    std::promise<std::size_t> events_inside;  // what done found in the ticket's write
+    void done(caf::expected<write_result> r) override {
+      events_inside.set_value(r ? w.events.size() : 0);
+    }
+  };
+  auto j = open_writer();
+  auto t = std::make_shared<keeping_ticket>();
+  t->w = write_for("kept", 1, 3);
+  auto inside = t->events_inside.get_future();
+  j->submit(t);
+  CHECK(inside.get() == 3);
+  CHECK(t->w.persistence_id == "kept");
+  CHECK(seqs(*j, "kept") == std::vector<sequence_nr>{1, 2, 3});
+}
+
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the highest sequence number survives "
                                  "reopen even after every event was deleted",
                  "[journal][sqlite]") {
