@@ -34,7 +34,29 @@ struct command_envelope {
   /// Due time of that timer: a firing whose timer was replaced or cancelled meanwhile is
   /// stale and ignored.
   persistence::time_ms timer_due_ms = 0;
+  /// The command as the C++ object it was sent as (runtime::envelope), or empty. `payload`
+  /// then stays null: an entity type that decides this type (entity_behavior::decides_typed)
+  /// takes the object as it is, with no JSON in between; for any other receiver the
+  /// persistent actor fills in the payload first (materialize_payload).
+  std::shared_ptr<const void> typed;
+  /// Identifies the type of `typed` (typed_tag<C>()).
+  const void* typed_tag = nullptr;
+  /// Encodes `typed` with its codec, as `payload` would hold it.
+  boost::json::value (*typed_encode)(const void*) = nullptr;
 };
+
+/// A distinct address per C++ type: identifies the type of command_envelope::typed.
+template <class T>
+const void* typed_tag() {
+  static const char tag = 0;
+  return &tag;
+}
+
+/// The command's payload as JSON: `payload`, or `typed` encoded.
+[[nodiscard]] boost::json::value payload_of(const command_envelope& cmd);
+
+/// Replaces `typed` with its JSON in `payload` (nothing to do for a JSON command).
+void materialize_payload(command_envelope& cmd);
 
 /// Erased per-instance state; the concrete type belongs to runtime/.
 class entity_state {
@@ -126,6 +148,13 @@ public:
 
   /// True if commands named `name` can be delivered to this type (timer validation).
   [[nodiscard]] virtual bool accepts(std::string_view name) const = 0;
+
+  /// True if decide() takes a command_envelope::typed object of the type `tag` names as it
+  /// is; false (the default) makes the persistent actor hand it over as JSON.
+  [[nodiscard]] virtual bool decides_typed(const void* tag) const {
+    (void) tag;
+    return false;
+  }
 };
 
 /// Persistence id of an instance: "<type>/<id>". Type names never contain '/'.

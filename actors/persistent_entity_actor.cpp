@@ -46,7 +46,7 @@ std::string new_message_id(const std::string& pid) {
 std::string failure_key(const command_envelope& cmd) {
   if (!cmd.message_id.empty())
     return cmd.message_id;
-  return cmd.name + ":" + boost::json::serialize(cmd.payload);
+  return cmd.name + ":" + boost::json::serialize(payload_of(cmd));
 }
 
 std::string command_json(std::string_view name, const boost::json::value& payload,
@@ -715,6 +715,8 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       auto& s = self->state;
       ++s.received;
       s.last_active = self->clock().now();
+      if (cmd.typed && !s.behavior->decides_typed(cmd.typed_tag))
+        materialize_payload(cmd);
       auto rp = self->make_response_promise();
       if (s.queue.empty() && s.current == mode::ready) {
         // Nothing waits before it (R1 order holds): decide at once, without the queue.
@@ -767,6 +769,21 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       return rp;
     },
   };
+}
+
+boost::json::value payload_of(const command_envelope& cmd) {
+  if (cmd.typed && cmd.typed_encode)
+    return cmd.typed_encode(cmd.typed.get());
+  return cmd.payload;
+}
+
+void materialize_payload(command_envelope& cmd) {
+  if (!cmd.typed)
+    return;
+  if (cmd.typed_encode)
+    cmd.payload = cmd.typed_encode(cmd.typed.get());
+  cmd.typed.reset();
+  cmd.typed_tag = nullptr;
 }
 
 std::string persistence_id_of(std::string_view type, std::string_view id) {

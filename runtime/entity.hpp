@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -295,7 +296,8 @@ public:
                                         + env.name + "'");
     command cmd;
     try {
-      cmd = it->second(env.payload);
+      if (!take_typed(env, cmd))
+        cmd = it->second(env.payload);
     } catch (const std::exception& e) {
       return actors::make_actor_error(actors::actor_errc::undecodable_command,
                                       "'" + env.name + "' for '" + name_ + "/" + env.entity_id
@@ -316,6 +318,10 @@ public:
         E::apply(value, ev);
     };
     return record;
+  }
+
+  bool decides_typed(const void* tag) const override {
+    return tag != nullptr && alternative_of(tag) < std::variant_size_v<command>;
   }
 
   caf::error apply_stored(actors::entity_state& s,
@@ -380,6 +386,30 @@ public:
   }
 
 private:
+  /// The index of the `command` alternative whose typed_tag is `tag`, or variant_size.
+  static std::size_t alternative_of(const void* tag) {
+    return [tag]<std::size_t... I>(std::index_sequence<I...>) {
+      std::size_t found = sizeof...(I);
+      ((tag == actors::typed_tag<std::variant_alternative_t<I, command>>() ? (found = I, 0) : 0),
+       ...);
+      return found;
+    }(std::make_index_sequence<std::variant_size_v<command>>{});
+  }
+
+  /// Copies a typed command of one of our alternatives into `out`; false if `env` has none.
+  static bool take_typed(const actors::command_envelope& env, command& out) {
+    if (!env.typed)
+      return false;
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return ((env.typed_tag == actors::typed_tag<std::variant_alternative_t<I, command>>()
+                 ? (out.template emplace<I>(*static_cast<const std::variant_alternative_t<I, command>*>(
+                      env.typed.get())),
+                    true)
+                 : false)
+              || ...);
+    }(std::make_index_sequence<std::variant_size_v<command>>{});
+  }
+
   static persistence::new_event encode(const event& ev) {
     return std::visit(
       [](const auto& e) {

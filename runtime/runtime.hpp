@@ -115,7 +115,12 @@ public:
     env.entity_type = std::string{type};
     env.entity_id = std::string{id};
     env.name = std::string{C::command_name};
-    env.payload = boost::json::value_from(cmd);
+    // Travels as the object; encoded only if the receiver does not decide C itself.
+    env.typed = std::make_shared<const C>(cmd);
+    env.typed_tag = actors::typed_tag<C>();
+    env.typed_encode = [](const void* p) -> boost::json::value {
+      return boost::json::value_from(*static_cast<const C*>(p));
+    };
     return env;
   }
 

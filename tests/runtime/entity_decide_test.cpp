@@ -1,6 +1,7 @@
 // Pure tests of the bank entities' decide/apply (no runtime, no actors, no journal), and
 // of the typed adapter that encodes their decisions for the journal (runtime/entity.hpp).
 #include "tests/runtime/bank_entities.hpp"
+#include "runtime/runtime.hpp"
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -215,6 +216,38 @@ TEST_CASE("the adapter encodes events with their stored names, schema versions a
   CHECK(json_balance_of(behavior, *state) == 0);
   d->apply(*state);
   CHECK(json_balance_of(behavior, *state) == 5);
+}
+
+TEST_CASE("a typed envelope is decided as the object it was sent as, like its JSON twin, and "
+          "becomes that JSON for a receiver that does not decide its type") {
+  longhaul::detail::typed_behavior<account> behavior{{}};
+  auto state = behavior.initial_state();
+  auto typed = longhaul::runtime::envelope("account", "a1", bank::deposit{7});
+  CHECK(typed.payload.is_null());
+  REQUIRE(typed.typed);
+  CHECK(behavior.decides_typed(typed.typed_tag));
+  CHECK(behavior.decides_typed(longhaul::actors::typed_tag<bank::withdraw>()));
+  CHECK_FALSE(behavior.decides_typed(longhaul::actors::typed_tag<int>()));
+  CHECK_FALSE(behavior.decides_typed(nullptr));
+  auto from_object = behavior.decide(*state, typed);
+  auto from_json = behavior.decide(*state, envelope_of("deposit", {{"amount", 7}}));
+  REQUIRE(from_object);
+  REQUIRE(from_json);
+  REQUIRE(from_object->events.size() == 1);
+  REQUIRE(from_json->events.size() == 1);
+  CHECK(from_object->events[0].type == from_json->events[0].type);
+  CHECK(from_object->events[0].payload_json == from_json->events[0].payload_json);
+  CHECK(*from_object->reply == *from_json->reply);
+  // A type the adapter does not decide (another entity's command) is still undecodable here.
+  auto foreign = longhaul::runtime::envelope("account", "a1", bank::deposit{7});
+  foreign.typed_tag = longhaul::actors::typed_tag<int>();
+  CHECK(actor_code(behavior.decide(*state, foreign).error()) == actor_errc::undecodable_command);
+  // What the persistent actor hands a receiver that does not decide the type: the codec's JSON.
+  CHECK(longhaul::actors::payload_of(typed) == boost::json::value_from(bank::deposit{7}));
+  longhaul::actors::materialize_payload(typed);
+  CHECK_FALSE(typed.typed);
+  CHECK(typed.payload == boost::json::value_from(bank::deposit{7}));
+  CHECK(behavior.decide(*state, typed));
 }
 
 TEST_CASE("the adapter answers unknown, undecodable and rejected commands with distinct errors") {
