@@ -940,35 +940,30 @@ struct recording_ticket final : write_ticket {
 
 LONGHAUL_CONTRACT_CASE("submit stores a ticket's write, calls done once and keeps no "
                        "reference, and refuses an invalid or conflicting ticket through done") {
-  auto t = std::make_shared<recording_ticket>();
-  t->w = write_for("ticketed", 1, {event("a"), event("b")});
-  auto stored = t->outcome.get_future();
-  j->submit(t);
-  auto r = stored.get();
+  // Submits `w` in a fresh ticket; returns the ticket and the outcome done received.
+  auto submit = [this](atomic_write w) {
+    auto t = std::make_shared<recording_ticket>();
+    t->w = std::move(w);
+    auto outcome = t->outcome.get_future();
+    j->submit(t);
+    return std::pair{t, outcome.get()};
+  };
+  auto [t, r] = submit(write_for("ticketed", 1, {event("a"), event("b")}));
   REQUIRE(r);
   CHECK(r->highest_seq == 2);
   CHECK(highest("ticketed") == 2);
-  j->flush();
-  CHECK(t->calls == 1);
-  CHECK(t.use_count() == 1);  // the journal dropped its reference after done
-  auto bad = std::make_shared<recording_ticket>();
-  bad->w = write_for("", 1, {event("a")});
-  auto refused = bad->outcome.get_future();
-  j->submit(bad);
-  auto rb = refused.get();
+  auto [bad, rb] = submit(write_for("", 1, {event("a")}));
   REQUIRE_FALSE(rb);
   CHECK(persistence_code(rb.error()) == errc::invalid_argument);
-  auto stale = std::make_shared<recording_ticket>();
-  stale->w = write_for("ticketed", 2, {event("c")});
-  auto conflict = stale->outcome.get_future();
-  j->submit(stale);
-  auto rc = conflict.get();
+  auto [stale, rc] = submit(write_for("ticketed", 2, {event("c")}));
   REQUIRE_FALSE(rc);
   CHECK(persistence_code(rc.error()) == errc::sequence_conflict);
   CHECK(highest("ticketed") == 2);
   j->flush();
-  CHECK(bad->calls == 1);
-  CHECK(stale->calls == 1);
+  for (const auto& ticket : {t, bad, stale}) {
+    CHECK(ticket->calls == 1);
+    CHECK(ticket.use_count() == 2);  // ours and the list's: the journal dropped its own
+  }
 }
 
 LONGHAUL_CONTRACT_CASE("outbox_delivered_async removes the rows, reports once, and a flush "
