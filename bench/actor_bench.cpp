@@ -117,7 +117,7 @@ namespace fs = std::filesystem;
 constexpr const char* usage_text =
   "usage: actor_bench [--runs N] [--quick] [--sync full|normal|off] [--dir PATH]\n"
   "                   [--seconds S] [--only PARTS] [--instances N,...]\n"
-  "                   [--recoveries N] [--readers N] [--workers N]\n"
+  "                   [--recoveries N] [--readers N] [--workers N] [--scheduling S]\n"
   "  --runs N       repeat every measurement N times, report medians (default 3; 1 with\n"
   "                 --quick)\n"
   "  --quick        small sizes and short runs, for smoke tests\n"
@@ -131,7 +131,8 @@ constexpr const char* usage_text =
   "  --recoveries N max_concurrent_recoveries of the runtime (default: the runtime's)\n"
   "  --readers N    reader_threads of the runtime (default: the runtime's)\n"
   "  --workers N    worker_threads (CAF scheduler threads) of the runtime (default: the\n"
-  "                 runtime's)\n";
+  "                 runtime's)\n"
+  "  --scheduling S sharing or work_stealing (default: the runtime's)\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -160,6 +161,8 @@ struct options {
   std::size_t recoveries = 0;  // runtime_config::max_concurrent_recoveries; 0: default
   std::size_t readers = 0;     // runtime_config::reader_threads; 0: default
   std::size_t workers = 0;     // runtime_config::worker_threads; 0: default
+  worker_scheduling scheduling = worker_scheduling::sharing;
+  bool scheduling_given = false;  // else the runtime's default
 };
 
 options parse_options(int argc, char** argv) {
@@ -227,6 +230,13 @@ options parse_options(int argc, char** argv) {
         throw usage_error{std::string{arg} + " must be a whole number in 1..100000, not '"
                           + std::string{text} + "'"};
       (arg == "--recoveries" ? o.recoveries : arg == "--readers" ? o.readers : o.workers) = *n;
+    } else if (arg == "--scheduling") {
+      auto text = value();
+      runtime_config probe;
+      if (auto err = longhaul::set_option(probe, "scheduling", text))
+        throw usage_error{"--scheduling: " + persistence::describe(err)};
+      o.scheduling = probe.scheduling;
+      o.scheduling_given = true;
     } else if (arg == "--only") {
       auto text = value();
       o.throughput = o.recovery = o.rehydrate = o.rss = false;
@@ -421,6 +431,8 @@ public:
       cfg.reader_threads = o.readers;
     if (o.workers != 0)
       cfg.worker_threads = o.workers;
+    if (o.scheduling_given)
+      cfg.scheduling = o.scheduling;
     cfg.log_level = "warn";
     cfg.ask_timeout = std::chrono::minutes{5};
     cfg.stop_timeout = std::chrono::minutes{5};
