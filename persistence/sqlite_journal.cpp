@@ -1018,6 +1018,21 @@ struct sqlite_journal::impl {
     return true;
   }
 
+  /// Hands an append (a callback's or a ticket's) to the writer. A read-only journal, an
+  /// invalid write (validated here, on the caller's thread) or a closed journal answers it
+  /// at once, and nothing is queued.
+  void queue_append(job j) {
+    auto err = writable();
+    if (!err)
+      err = validate_write(*append_of(j), cfg.limits);
+    if (!err) {
+      if (try_enqueue(std::move(j)))
+        return;
+      err = closed_error();
+    }
+    acknowledge(j, std::move(err));
+  }
+
   caf::error closed_error() const {
     return make_persistence_error(persistence_errc::closed,
                                   "journal '" + cfg.path + "' is closed");
@@ -1168,33 +1183,12 @@ void sqlite_journal::close() {
 }
 
 void sqlite_journal::write(atomic_write w, write_callback done) {
-  if (auto err = impl_->writable()) {
-    impl::deliver(done, std::move(err));
-    return;
-  }
-  if (auto err = validate_write(w, impl_->cfg.limits)) {
-    impl::deliver(done, std::move(err));
-    return;
-  }
-  impl::job j{impl::pending_write{std::move(w), std::move(done)}};
-  if (!impl_->try_enqueue(std::move(j)))
-    impl::deliver(std::get<impl::pending_write>(j).done, impl_->closed_error());
+  impl_->queue_append(impl::pending_write{std::move(w), std::move(done)});
 }
 
 void sqlite_journal::submit(std::shared_ptr<write_ticket> t) {
-  if (!t)
-    return;
-  if (auto err = impl_->writable()) {
-    impl::deliver(std::move(t), std::move(err));
-    return;
-  }
-  if (auto err = validate_write(t->w, impl_->cfg.limits)) {
-    impl::deliver(std::move(t), std::move(err));
-    return;
-  }
-  impl::job j{impl::ticketed_write{std::move(t)}};
-  if (!impl_->try_enqueue(std::move(j)))
-    impl::deliver(std::move(std::get<impl::ticketed_write>(j).ticket), impl_->closed_error());
+  if (t)
+    impl_->queue_append(impl::ticketed_write{std::move(t)});
 }
 
 caf::expected<replay_result> sqlite_journal::replay(std::string_view id, sequence_nr from,
