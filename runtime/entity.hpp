@@ -400,12 +400,13 @@ private:
   static bool take_typed(const actors::command_envelope& env, command& out) {
     if (!env.typed)
       return false;
+    auto found = alternative_of(env.typed_tag);
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return ((env.typed_tag == actors::typed_tag<std::variant_alternative_t<I, command>>()
-                 ? (out.template emplace<I>(*static_cast<const std::variant_alternative_t<I, command>*>(
-                      env.typed.get())),
-                    true)
-                 : false)
+      return ((found == I ? (out.template emplace<I>(
+                               *static_cast<const std::variant_alternative_t<I, command>*>(
+                                 env.typed.get())),
+                             true)
+                          : false)
               || ...);
     }(std::make_index_sequence<std::variant_size_v<command>>{});
   }
