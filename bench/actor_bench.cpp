@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -161,8 +162,7 @@ struct options {
   std::size_t recoveries = 0;  // runtime_config::max_concurrent_recoveries; 0: default
   std::size_t readers = 0;     // runtime_config::reader_threads; 0: default
   std::size_t workers = 0;     // runtime_config::worker_threads; 0: default
-  worker_scheduling scheduling = worker_scheduling::sharing;
-  bool scheduling_given = false;  // else the runtime's default
+  std::optional<worker_scheduling> scheduling;  // runtime_config::scheduling; none: default
 };
 
 options parse_options(int argc, char** argv) {
@@ -236,7 +236,6 @@ options parse_options(int argc, char** argv) {
       if (auto err = longhaul::set_option(probe, "scheduling", text))
         throw usage_error{"--scheduling: " + persistence::describe(err)};
       o.scheduling = probe.scheduling;
-      o.scheduling_given = true;
     } else if (arg == "--only") {
       auto text = value();
       o.throughput = o.recovery = o.rehydrate = o.rss = false;
@@ -431,8 +430,8 @@ public:
       cfg.reader_threads = o.readers;
     if (o.workers != 0)
       cfg.worker_threads = o.workers;
-    if (o.scheduling_given)
-      cfg.scheduling = o.scheduling;
+    if (o.scheduling)
+      cfg.scheduling = *o.scheduling;
     cfg.log_level = "warn";
     cfg.ask_timeout = std::chrono::minutes{5};
     cfg.stop_timeout = std::chrono::minutes{5};
