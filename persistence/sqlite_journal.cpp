@@ -351,7 +351,8 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
                                     "'" + cfg.path + "': cannot enable WAL journal mode");
     pragmas += "PRAGMA synchronous = ";
     pragmas += sync;
-    pragmas += "; PRAGMA temp_store = MEMORY;";
+    pragmas += "; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ";
+    pragmas += std::to_string(std::min<std::size_t>(cfg.checkpoint_pages, 1u << 30)) + ";";
   }
   return c.exec(pragmas);
 }

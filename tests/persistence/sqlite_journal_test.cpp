@@ -246,6 +246,31 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a submitted ticket comes back 
   CHECK(seqs(*j, "kept") == std::vector<sequence_nr>{1, 2, 3});
 }
 
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a commit checkpoints once the WAL holds "
+                                 "checkpoint_pages, so the WAL starts over instead of growing",
+                 "[journal][sqlite]") {
+  // 300 commits of a 2 KB event each: about 300 pages of WAL without checkpoints.
+  auto wal_bytes_after_commits = [&](std::size_t checkpoint_pages) {
+    auto cfg = config();
+    cfg.checkpoint_pages = checkpoint_pages;
+    auto j = open(cfg);
+    auto id = "wal-" + std::to_string(checkpoint_pages);
+    for (sequence_nr seq = 1; seq <= 300; ++seq) {
+      auto w = write_for(id, seq, 1);
+      w.events[0].payload_json = R"({"pad":")" + std::string(2000, 'x') + R"("})";
+      store(*j, std::move(w));
+    }
+    auto bytes = std::filesystem::file_size(path + "-wal");
+    j->close();
+    return bytes;
+  };
+  auto never = wal_bytes_after_commits(0);
+  auto every_20_pages = wal_bytes_after_commits(20);
+  INFO("WAL bytes: " << never << " without checkpoints, " << every_20_pages << " with");
+  CHECK(never > 300 * 2000);
+  CHECK(every_20_pages < 60 * 4096);
+}
+
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the highest sequence number survives "
                                  "reopen even after every event was deleted",
                  "[journal][sqlite]") {
