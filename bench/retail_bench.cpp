@@ -373,14 +373,17 @@ public:
 
   /// The runtime submits tickets (their writes go back to it to be freed): observe them
   /// through a wrapper, moving the write into it and back, so both paths are measured.
-  struct observed_ticket final : persistence::write_ticket {
+  struct observed_ticket final : persistence::write_ticket,
+                                 std::enable_shared_from_this<observed_ticket> {
     observed_journal* journal = nullptr;
     observation o;
     std::shared_ptr<persistence::write_ticket> inner;
     void done(caf::expected<persistence::write_result> r) override {
-      inner->w = std::move(w);
+      auto in = std::move(inner);
+      in->w = std::move(w);
       journal->settle(o, r);
-      inner->done(std::move(r));
+      in->rider = shared_from_this();  // freed with the runtime's ticket, on its side
+      in->done(std::move(r));
     }
   };
 

@@ -184,6 +184,10 @@ using write_callback = std::function<void(caf::expected<write_result>)>;
 /// the retail benchmark before tickets.
 struct write_ticket {
   atomic_write w;
+  /// Lives as long as this ticket. A decorator that wraps the ticket in one of its own
+  /// hangs its wrapper here in `done` (and drops its own reference to this ticket), so
+  /// that the wrapper is freed where this ticket is, on the caller's side.
+  std::shared_ptr<void> rider;
 
   virtual ~write_ticket() = default;
 
