@@ -107,6 +107,15 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
       return bad(key, value, "sharing or work_stealing");
     return {};
   }
+  if (key == "yield_to_writer") {
+    if (value == "true" || value == "on" || value == "1")
+      cfg.yield_to_writer = true;
+    else if (value == "false" || value == "off" || value == "0")
+      cfg.yield_to_writer = false;
+    else
+      return bad(key, value, "true or false");
+    return {};
+  }
   if (key == "reader_threads")
     return parse_number(key, value, cfg.reader_threads);
   if (key == "max_id_bytes")

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <sched.h>
+
 namespace {
 
 /// Opens the SQLite file read-only (after the runtime stopped) to look at what is stored.
@@ -78,6 +80,33 @@ atomic_write one_event(std::string pid, longhaul::persistence::sequence_nr expec
   w.events.push_back({"thing.happened", 1, "{}", {}});
   return w;
 }
+
+/// An entity whose decision replies the scheduling policy of the thread that decides.
+namespace thread_probe {
+struct which_policy { static constexpr auto command_name = "which_policy"; };
+BOOST_DESCRIBE_STRUCT(which_policy, (), ())
+struct probed {
+  static constexpr auto event_name = "probe.probed";
+  static constexpr std::uint32_t schema_version = 1;
+  int policy = 0;
+};
+BOOST_DESCRIBE_STRUCT(probed, (), (policy))
+struct probe_state { int probes = 0; };
+BOOST_DESCRIBE_STRUCT(probe_state, (), (probes))
+
+struct probe {
+  static constexpr auto type_name = "probe";
+  using state = probe_state;
+  using command = std::variant<which_policy>;
+  using event = std::variant<probed>;
+  static longhaul::decision<event> decide(const state&, const command&) {
+    longhaul::decision<event> r;
+    r.reply(sched_getscheduler(0));
+    return r;
+  }
+  static void apply(state& s, const event&) { ++s.probes; }
+};
+}  // namespace thread_probe
 
 }  // namespace
 
@@ -490,4 +519,32 @@ TEST_CASE("ask on real threads gives up with timeout when no reply comes in time
   CHECK(b.faults->release_acknowledgements() == 1);
   CHECK(b.balance("t1") == 5);
   b.stop();
+}
+
+TEST_CASE("actor threads run as SCHED_BATCH so that they never preempt the journal writer, unless yield_to_writer is off") {
+  if (sched_getscheduler(0) != SCHED_OTHER) {
+    WARN("the test process does not run under SCHED_OTHER: nothing to compare against");
+    return;
+  }
+  for (bool yield : {true, false}) {
+    CAPTURE(yield);
+    longhaul::runtime_config cfg;
+    cfg.deterministic = false;
+    cfg.storage = longhaul::storage_kind::memory;
+    cfg.worker_threads = 2;
+    CHECK(cfg.yield_to_writer);  // on by default
+    REQUIRE_FALSE(longhaul::set_option(cfg, "yield_to_writer", yield ? "true" : "false"));
+    longhaul::runtime rt{cfg};
+    rt.register_entity<thread_probe::probe>();
+    REQUIRE_FALSE(rt.start());
+    auto policy = rt.ask<int>("probe", "p1", thread_probe::which_policy{});
+    INFO((policy ? std::string{} : longhaul::persistence::describe(policy.error())));
+    REQUIRE(policy);
+    CHECK(*policy == (yield ? SCHED_BATCH : SCHED_OTHER));
+    CHECK(sched_getscheduler(0) == SCHED_OTHER);  // the caller's thread is left alone
+    rt.stop();
+  }
+  longhaul::runtime_config cfg;
+  CHECK(longhaul::persistence::describe(longhaul::set_option(cfg, "yield_to_writer", "maybe"))
+          .find("true or false") != std::string::npos);
 }
