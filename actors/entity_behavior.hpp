@@ -96,6 +96,8 @@ struct timer_request {
 struct decision_record {
   std::vector<persistence::new_event> events;
   /// Applies the decision's (typed) events to the state after the journal stored them.
+  /// Called at most once (never for a write that failed), so it may move from what it
+  /// captured.
   std::function<void(entity_state&)> apply;
   std::optional<boost::json::value> reply;
   std::vector<outgoing_command> sends;

@@ -509,8 +509,9 @@ public:
 
   actors::decision_record finish() && {
     auto final_state = std::make_shared<flow_state>(std::move(st_));
+    // The persistent actor applies a stored decision once: the working copy moves in.
     rec_.apply = [final_state](actors::entity_state& s) {
-      static_cast<flow_state&>(s) = *final_state;
+      static_cast<flow_state&>(s) = std::move(*final_state);
     };
     return std::move(rec_);
   }
