@@ -40,7 +40,7 @@ struct sqlite_journal_config {
   /// WAL pages after which a commit copies the WAL into the database file (PRAGMA
   /// wal_autocheckpoint; 0 = never until close). A checkpoint writes each page once however
   /// often commits changed it: 4000 (16 MB) instead of SQLite's 1000 wrote fewer pages and
-  /// gave 10% more retail orders/s (JOURNAL.md §Checkpoints).
+  /// gave 10% more retail orders/s (JOURNAL.md §8, Checkpoints).
   std::size_t checkpoint_pages = 4000;
   std::string vfs;                    ///< SQLite VFS name; empty = default (tests inject faults)
   std::function<time_ms()> clock;     ///< write timestamps; default: system clock
