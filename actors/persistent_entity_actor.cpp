@@ -11,6 +11,8 @@
 #include <caf/mailbox_element.hpp>
 #include <caf/send.hpp>
 
+#include <chrono>
+#include <cstdio>
 #include <random>
 
 namespace longhaul::actors {
@@ -31,15 +33,24 @@ const char* mode_name(mode m) {
   return "unknown";
 }
 
-/// Globally unique message id for outbox rows: the source, a per-process random part
-/// and a counter. Receivers deduplicate by it, so it must never repeat.
+/// Globally unique message id for outbox rows: the wall-clock millisecond in 11 hex
+/// digits, a random part drawn once per thread, a per-thread counter, and the source, e.g.
+/// `193a0e6c2d1-5f0c9e2b7a1d4c83-42#payment/order-7`. Receivers deduplicate by it, so it
+/// must never repeat (random part and counter). It starts with the time so that ids sort
+/// roughly by creation: the journal's processed-message key begins with the message id
+/// (JOURNAL.md, schema version 3), and a commit's new keys then land next to each other
+/// instead of all over the index. A clock that steps back costs that locality, not
+/// uniqueness.
 std::string new_message_id(const std::string& pid) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::uint64_t salt = std::mt19937_64{std::random_device{}()}();
   thread_local std::uint64_t counter = 0;
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%016llx-%llu", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(++counter));
-  return pid + "#" + buf;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count();
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%011llx-%016llx-%llu#", static_cast<unsigned long long>(ms),
+                static_cast<unsigned long long>(salt), static_cast<unsigned long long>(++counter));
+  return buf + pid;
 }
 
 /// Key under which failures of "the same command" are counted.

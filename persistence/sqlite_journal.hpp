@@ -99,7 +99,7 @@ public:
   void close();
 
   /// Schema version this build writes (PRAGMA user_version).
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
 
   /// Counters for benchmarks and logs.
   struct stats {

@@ -156,17 +156,27 @@ public:
     exec_sql("PRAGMA user_version = " + std::to_string(version));
   }
 
-  /// PRAGMA user_version of the database at `path`.
-  int user_version() const {
+  /// The first column of the first row `sql` returns on the database at `path`, as text
+  /// ("<no row>" if none, "<null>" for NULL).
+  std::string query_text(const std::string& sql) const {
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
-    auto version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    auto rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    INFO(sqlite3_errmsg(db));
+    REQUIRE(rc == SQLITE_OK);
+    std::string out = "<no row>";
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      auto p = sqlite3_column_text(st, 0);
+      out = p ? reinterpret_cast<const char*>(p) : "<null>";
+    }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return version;
+    return out;
   }
+
+  /// PRAGMA user_version of the database at `path`.
+  int user_version() const { return std::stoi(query_text("PRAGMA user_version")); }
 };
 
 } // namespace
@@ -430,8 +440,9 @@ INSERT INTO processed_messages VALUES (1, 'reserve-1', 1718100000000);
 PRAGMA user_version = 1;
 )sql";
 
-TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a version 1 file is migrated to version 2 "
-                                 "on a read-write open and keeps its processed ids as accepted",
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a version 1 file is migrated to the current "
+                                 "version on a read-write open and keeps its processed ids as "
+                                 "accepted, now keyed by message id first",
                  "[journal][sqlite]") {
   exec_sql(v1_journal);
   {
@@ -445,7 +456,12 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a version 1 file is migrated t
   }
   CHECK(user_version() == 1);
   auto j = open_writer();
-  CHECK(user_version() == 2);
+  CHECK(user_version() == sqlite_journal::schema_version);
+  // Version 3 keys processed messages by (message_id, stream_id), with the rows of before.
+  CHECK(query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM"
+                   " pragma_table_info('processed_messages') WHERE pk > 0 ORDER BY pk)")
+        == "message_id,stream_id");
+  CHECK(query_text("SELECT count(*) FROM processed_messages") == "1");
   CHECK(seqs(*j, "stock/s1") == std::vector<sequence_nr>{1});
   auto kept = j->processed_outcome("stock/s1", "reserve-1");
   REQUIRE(kept);
@@ -470,7 +486,7 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a version 1 file is migrated t
   j.reset();
   // Migrating again is a no-op.
   auto reopened = open_writer();
-  CHECK(user_version() == 2);
+  CHECK(user_version() == sqlite_journal::schema_version);
   CHECK(seqs(*reopened, "stock/s1") == std::vector<sequence_nr>{1});
 }
 

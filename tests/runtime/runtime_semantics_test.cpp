@@ -3,6 +3,8 @@
 // outcomes, incidents, exactly-once delivery, the supervisor, codecs, snapshots, facade.
 #include "tests/runtime/runtime_fixture.hpp"
 
+#include <set>
+
 using namespace semantics;
 using longhaul::actors::actor_code;
 using longhaul::persistence::persistence_code;
@@ -468,6 +470,42 @@ TEST_CASE("a command sent through the outbox to an unknown entity type ends up i
   b.advance(2s);
   CHECK(b.balance("g2") == 5);
   CHECK(dead_letters_of(b.journal()).size() == 1);
+}
+
+TEST_CASE("outbox message ids begin with their wall-clock millisecond in 11 hex digits, end with their source, and never repeat") {
+  // The journal keys processed messages by message id first (schema version 3), so that a
+  // commit's new keys sit together at the right edge of the index: ids must sort by time.
+  auto wall_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+  };
+  bank_runtime b;
+  b.start();
+  auto before = wall_ms();
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(b.rt().ask("forwarder", "f1", forward{"ghost", "g" + std::to_string(i), 1}));
+  auto after = wall_ms();
+  b.advance(2s);
+  auto dead = dead_letters_of(b.journal());
+  REQUIRE(dead.size() == 5);
+  std::set<std::string> ids;
+  std::string previous;
+  for (const auto& d : dead) {
+    const auto& id = d.message_id;
+    INFO(id);
+    ids.insert(id);
+    REQUIRE(id.size() > 12);
+    CHECK(id.find_first_not_of("0123456789abcdef") == 11);
+    CHECK(id[11] == '-');
+    auto ms = std::stoll(id.substr(0, 11), nullptr, 16);
+    CHECK(ms >= before);
+    CHECK(ms <= after);
+    CHECK_THAT(id, Catch::EndsWith("#forwarder/f1"));
+    CHECK(id.substr(0, 11) >= previous);
+    previous = id.substr(0, 11);
+  }
+  CHECK(ids.size() == 5);
 }
 
 // -- the supervisor -------------------------------------------------------------------------
