@@ -116,10 +116,12 @@ std::string failure_tag_of(const persistence::outbox_record& row) {
   return std::string{doc.at("on_failure").as_string()};
 }
 
-/// A delivery failed (an error answer, or no answer within delivery_timeout).
-void on_delivery_error(self_ptr self, const persistence::outbox_record& row,
-                       bool is_notification, const caf::error& err) {
-  auto& d = self->state.in_flight[row.outbox_seq];
+/// A delivery of the row `seq` failed (an error answer, or no answer within
+/// delivery_timeout). The row stays in `in_flight` while any of its deliveries is pending.
+void on_delivery_error(self_ptr self, std::uint64_t seq, bool is_notification,
+                       const caf::error& err) {
+  auto& d = self->state.in_flight[seq];
+  const auto& row = d.row;
   --d.outstanding;
   if (is_permanent(err)) {
     auto reason = persistence::describe(err);
@@ -130,7 +132,7 @@ void on_delivery_error(self_ptr self, const persistence::outbox_record& row,
   } else {
     d.retry = true;
   }
-  finish(self, row.outbox_seq);
+  finish(self, seq);
 }
 
 /// Times out overdue deliveries; re-armed while any delivery is pending.
@@ -152,10 +154,12 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
   ++st.in_flight[row.outbox_seq].outstanding;
   auto seq = row.outbox_seq;
   bool is_notification = cmd.name == "longhaul.delivery_failed";
-  // No CAF request timeout (see request_deadlines.hpp): the deadline is ours.
+  // No CAF request timeout (see request_deadlines.hpp): the deadline is ours. The handlers
+  // capture the row's seq, not the row: it waits in `in_flight` (one copy per row, not two
+  // per delivery).
   auto token = st.deadlines.add(self->clock().now() + delivery_timeout,
-                                [self, row, is_notification] {
-                                  on_delivery_error(self, row, is_notification,
+                                [self, seq, is_notification] {
+                                  on_delivery_error(self, seq, is_notification,
                                                     caf::make_error(caf::sec::request_timeout));
                                 });
   arm_sweep(self);
@@ -167,27 +171,30 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
         --self->state.in_flight[seq].outstanding;
         finish(self, seq);
       },
-      [self, row, is_notification, token](caf::error& err) {
+      [self, seq, is_notification, token](caf::error& err) {
         if (!self->state.deadlines.settle(token))
           return;
-        on_delivery_error(self, row, is_notification, err);
+        on_delivery_error(self, seq, is_notification, err);
       });
 }
 
 /// Splits a stored message ({"name":..,"payload":..}) and dispatches it.
-void dispatch(self_ptr self, const persistence::outbox_record& row) {
+void dispatch(self_ptr self, persistence::outbox_record&& polled) {
   auto& st = self->state;
-  st.in_flight[row.outbox_seq];
+  auto seq = polled.outbox_seq;
+  const auto& row = (st.in_flight[seq].row = std::move(polled));
   boost::json::error_code ec;
   auto doc = boost::json::parse(row.payload_json, ec);
   if (ec || !doc.is_object() || !doc.as_object().contains("name")
       || !doc.at("name").is_string()) {
     dead_letter(self, row, "stored outbox payload is not {name, payload}");
-    finish(self, row.outbox_seq);
+    finish(self, seq);
     return;
   }
   std::string name{doc.at("name").as_string()};
-  auto payload = doc.as_object().contains("payload") ? doc.at("payload") : boost::json::value{};
+  boost::json::value payload;
+  if (auto* p = doc.as_object().if_contains("payload"))
+    payload = std::move(*p);
   if (row.destination.rfind("event:", 0) == 0) {
     auto subs = st.subscriptions.find(name);
     if (subs == st.subscriptions.end() || subs->second.empty()) {
@@ -223,7 +230,7 @@ void dispatch(self_ptr self, const persistence::outbox_record& row) {
       deliver(self, row, std::move(cmd));
     }
   }
-  finish(self, row.outbox_seq);
+  finish(self, seq);
 }
 
 void poll(self_ptr self) {
@@ -242,10 +249,10 @@ void poll(self_ptr self) {
     arm_tick(self);
     return;
   }
-  for (const auto& row : *rows) {
+  for (auto& row : *rows) {
     st.cursor = std::max(st.cursor, row.outbox_seq);
     if (st.in_flight.count(row.outbox_seq) == 0)
-      dispatch(self, row);
+      dispatch(self, std::move(row));
   }
   arm_tick(self);
 }

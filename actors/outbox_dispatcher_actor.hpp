@@ -37,8 +37,9 @@ struct outbox_dispatcher_state {
   static inline const char* name = "longhaul.outbox";
 
   struct delivery {
-    std::size_t outstanding = 0;  ///< deliveries not yet answered
-    bool retry = false;           ///< some delivery failed in a way worth retrying
+    persistence::outbox_record row;  ///< the row; answer handlers find it here by seq
+    std::size_t outstanding = 0;     ///< deliveries not yet answered
+    bool retry = false;              ///< some delivery failed in a way worth retrying
   };
 
   std::shared_ptr<const entity_context> ctx;
