@@ -703,9 +703,9 @@ struct sqlite_journal::impl {
 
   static bool is_constraint(int rc) { return (rc & 0xff) == SQLITE_CONSTRAINT; }
 
-  /// Stores one atomic write inside the open batch transaction. A write that could be
-  /// rejected after its first statement runs inside a SAVEPOINT, so that a rejection undoes
-  /// exactly this write (I2).
+  /// Stores one atomic write inside the open batch transaction. Whatever can reject the
+  /// write is checked or run before its other changes, so that a rejection stores nothing
+  /// of it (I2), without a SAVEPOINT.
   write_outcome store_write(const atomic_write& w, time_ms ts) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto stream = lookup_stream(w.persistence_id);
@@ -718,40 +718,23 @@ struct sqlite_journal::impl {
         "'" + w.persistence_id + "' expected sequence number " + std::to_string(w.expected_seq)
           + " but the highest stored is " + std::to_string(stream->highest)),
               false};
-    // I2: a SAVEPOINT is needed only where a statement can be rejected after this write
-    // stored something. With one writer (I8) only two kinds of statement can be rejected:
-    // the processed-message insert (a duplicate delivery) and outbox inserts (a reused
-    // message id). The processed-message insert runs first, or right after a new stream's
-    // row, where it cannot conflict (no row refers to a stream_id just assigned); events
-    // cannot conflict after the sequence check above (I1); tags are INSERT OR IGNORE;
-    // timers are upserts and deletes. So only writes with outbox messages need one. Should
-    // a statement be rejected after a change all the same (a foreign writer breaking I8),
+    // I2 without savepoints: with one writer (I8) only two kinds of statement can be
+    // rejected, the processed-message insert (a duplicate delivery) and an outbox insert (a
+    // reused message id). Outbox ids are checked first, by reads (outbox_id_rejection);
+    // the processed-message insert is then the write's first change, or comes right after
+    // a new stream's row, where it cannot conflict (no row refers to a stream_id just
+    // assigned). Events cannot conflict after the sequence check above (I1), tags are
+    // INSERT OR IGNORE, timers are upserts and deletes. So a rejected statement is always
+    // the write's first change, and SQLite's statement atomicity undoes it. Should a
+    // statement be rejected after a change all the same (a foreign writer breaking I8),
     // the write cannot be undone alone and the batch fails below.
-    bool savepoint = !w.outbox.empty();
-    auto run_cached = [&](const char* sql) -> caf::error {
-      auto st = writer.prepare(sql);
-      if (!st)
-        return st.error();
-      return writer.run(**st, sql);
-    };
-    if (savepoint)
-      if (auto err = run_cached("SAVEPOINT w"))
-        return fail(err);
     auto changes_before = sqlite3_total_changes64(writer.handle());
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, rejection);
-    if (savepoint) {
-      if (!outcome.batch_failed && rejection) {
-        if (auto err = run_cached("ROLLBACK TO w"))
-          return fail(err);
-      }
-      if (!outcome.batch_failed)
-        if (auto err = run_cached("RELEASE w"))
-          return fail(err);
-    } else if (rejection && !outcome.batch_failed
-               && sqlite3_total_changes64(writer.handle()) != changes_before) {
-      // A rejection after a stored change: without a savepoint this write cannot be
-      // undone alone, so the batch fails and rolls back (I2).
+    if (rejection && !outcome.batch_failed
+        && sqlite3_total_changes64(writer.handle()) != changes_before) {
+      // A rejection after a stored change: this write cannot be undone alone, so the
+      // batch fails and rolls back (I2).
       return fail(make_persistence_error(
         persistence_errc::internal, "write to '" + w.persistence_id
                                       + "' was rejected after part of it was stored: "
@@ -760,6 +743,38 @@ struct sqlite_journal::impl {
     if (rejection && !outcome.batch_failed)
       return {rejection, false};
     return outcome;
+  }
+
+  /// Checks the write's outbox message ids before it changes anything (I2, I13): an id
+  /// used twice in the write, or by a pending outbox row (this batch's included), is its
+  /// rejection. Returns a batch error, or sets `rejection`.
+  caf::error outbox_id_rejection(const atomic_write& w, caf::error& rejection) {
+    auto reused = [&](const std::string& id) {
+      rejection = make_persistence_error(persistence_errc::invalid_argument,
+                                         "outbox message id '" + id + "' is already used");
+    };
+    for (std::size_t i = 0; i < w.outbox.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (w.outbox[i].message_id == w.outbox[j].message_id) {
+          reused(w.outbox[i].message_id);
+          return {};
+        }
+    auto probe = writer.prepare("SELECT 1 FROM outbox WHERE message_id = ?");
+    if (!probe)
+      return probe.error();
+    for (const auto& m : w.outbox) {
+      auto& st = **probe;
+      reset_guard guard{st};
+      st.bind(1, m.message_id);
+      auto rc = st.step();
+      if (rc == SQLITE_ROW) {
+        reused(m.message_id);
+        return {};
+      }
+      if (rc != SQLITE_DONE)
+        return translate(rc, writer.handle(), "checking outbox message ids");
+    }
+    return {};
   }
 
   write_outcome store_parts(const atomic_write& w, time_ms ts, stream_state stream,
@@ -782,6 +797,12 @@ struct sqlite_journal::impl {
     };
     caf::error batch_err;
     auto stopped = [&] { return batch_err ? fail(batch_err) : write_outcome{write_result{}, false}; };
+    if (!w.outbox.empty()) {
+      if (auto err = outbox_id_rejection(w, rejection))
+        return fail(err);
+      if (rejection)
+        return stopped();
+    }
     if (stream.stream_id == 0) {
       auto ins = writer.prepare("INSERT INTO streams (persistence_id) VALUES (?)");
       if (!ins)

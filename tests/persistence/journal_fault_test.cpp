@@ -580,8 +580,8 @@ TEST_CASE("a rejected write fails alone while its neighbours in the same batch a
     gap,                ///< expected_seq skips one: sequence_conflict
     reused_seq,         ///< expected_seq of the previous write: sequence_conflict
     duplicate_message,  ///< processed message id of the previous write: duplicate_message
-    reused_outbox_id,   ///< outbox id of the previous write, found after its events and
-                        ///< processed id were inserted: must be undone, rejected
+    reused_outbox_id,   ///< outbox id of the previous write, with new events and a new
+                        ///< processed id: rejected, and none of them stored
     invalid_json,       ///< rejected before it is queued: invalid_payload
   };
   constexpr int n_kinds = 5;
