@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include <array>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -440,6 +441,44 @@ private:
 
 // -- encoding helpers ------------------------------------------------------------------
 
+/// Rows per multi-row INSERT of events and of event tags.
+constexpr std::size_t max_rows_per_insert = 8;
+
+/// "<head>(row), (row), ..." for 1 to max_rows_per_insert rows. The strings live as long
+/// as the program: prepared statements are cached by the address of their SQL.
+class multi_row_sql {
+public:
+  multi_row_sql(std::string_view head, std::string_view row) {
+    for (std::size_t n = 1; n <= max_rows_per_insert; ++n) {
+      auto& sql = sql_[n - 1];
+      sql = head;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i > 0)
+          sql += ", ";
+        sql += row;
+      }
+    }
+  }
+  const char* operator()(std::size_t rows) const { return sql_[rows - 1].c_str(); }
+
+private:
+  std::array<std::string, max_rows_per_insert> sql_;
+};
+
+const char* insert_events_sql(std::size_t rows) {
+  static const multi_row_sql sql{
+    "INSERT INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
+    " VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?)"};
+  return sql(rows);
+}
+
+const char* insert_tags_sql(std::size_t rows) {
+  static const multi_row_sql sql{"INSERT OR IGNORE INTO event_tags (tag, position) VALUES ",
+                                 "(?, ?)"};
+  return sql(rows);
+}
+
 std::string encode_tags(const std::vector<std::string>& tags) {
   boost::json::array arr;
   for (const auto& t : tags)
@@ -834,48 +873,72 @@ struct sqlite_journal::impl {
     write_result result;
     result.written_at_ms = ts;
     auto seq = w.expected_seq;
-    if (!w.events.empty()) {
-      auto ins = writer.prepare(
-        "INSERT INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)");
+    // Events and their tags go in with multi-row INSERTs of up to max_rows_per_insert rows:
+    // a statement's own cost (and, with Debian's SQLite built without lookaside memory,
+    // its mallocs) is then shared by its rows. Positions within one statement are
+    // consecutive (AUTOINCREMENT, one writer: I8, I11).
+    std::array<std::pair<const std::string*, std::int64_t>, max_rows_per_insert> tag_rows;
+    std::size_t tag_count = 0;
+    auto flush_tags = [&]() -> bool {
+      if (tag_count == 0)
+        return false;
+      auto ins = writer.prepare(insert_tags_sql(tag_count));
+      if (!ins) {
+        batch_err = ins.error();
+        return true;
+      }
+      auto& st = **ins;
+      for (std::size_t r = 0; r < tag_count; ++r) {
+        auto b = static_cast<int>(2 * r);
+        st.bind(b + 1, *tag_rows[r].first).bind(b + 2, tag_rows[r].second);
+      }
+      tag_count = 0;
+      return step(st, "tagging events", persistence_errc::internal,
+                  [] { return std::string{"tag"}; }, batch_err);
+    };
+    for (std::size_t first = 0; first < w.events.size(); first += max_rows_per_insert) {
+      auto n = std::min(max_rows_per_insert, w.events.size() - first);
+      auto ins = writer.prepare(insert_events_sql(n));
       if (!ins)
         return fail(ins.error());
-      for (const auto& ev : w.events) {
-        std::string tags;
-        auto& s = **ins;
-        s.bind(1, stream.stream_id)
-          .bind(2, static_cast<std::int64_t>(seq))
-          .bind(3, ev.type)
-          .bind(4, static_cast<std::int64_t>(ev.schema_version))
-          .bind(5, ev.payload_json)
-          .bind(7, ts);
+      auto& st = **ins;
+      std::array<std::string, max_rows_per_insert> tags;  // bound; alive until the step
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& ev = w.events[first + r];
+        auto b = static_cast<int>(7 * r);
+        st.bind(b + 1, stream.stream_id)
+          .bind(b + 2, static_cast<std::int64_t>(seq + r))
+          .bind(b + 3, ev.type)
+          .bind(b + 4, static_cast<std::int64_t>(ev.schema_version))
+          .bind(b + 5, ev.payload_json)
+          .bind(b + 7, ts);
         if (ev.tags.empty()) {
-          s.bind_null(6);
+          st.bind_null(b + 6);
         } else {
-          tags = encode_tags(ev.tags);
-          s.bind(6, tags);
+          tags[r] = encode_tags(ev.tags);
+          st.bind(b + 6, tags[r]);
         }
-        if (step(s, "appending event", persistence_errc::sequence_conflict,
-                 [&] {
-                   return "'" + w.persistence_id + "' already has sequence number "
-                          + std::to_string(seq);
-                 },
-                 batch_err))
-          return stopped();
-        result.last_position = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
-        if (!ev.tags.empty()) {
-          auto tag_ins = writer.prepare("INSERT OR IGNORE INTO event_tags (tag, position) VALUES (?, ?)");
-          if (!tag_ins)
-            return fail(tag_ins.error());
-          for (const auto& tag : ev.tags) {
-            (*tag_ins)->bind(1, tag).bind(2, static_cast<std::int64_t>(result.last_position));
-            if (step(**tag_ins, "tagging event", persistence_errc::internal,
-                     [] { return std::string{"tag"}; }, batch_err))
-              return stopped();
-          }
-        }
-        ++seq;
       }
+      if (step(st, "appending events", persistence_errc::sequence_conflict,
+               [&] {
+                 return "'" + w.persistence_id + "' already has one of the sequence numbers "
+                        + std::to_string(seq) + " to " + std::to_string(seq + n - 1);
+               },
+               batch_err))
+        return stopped();
+      auto last = sqlite3_last_insert_rowid(db);
+      result.last_position = static_cast<std::uint64_t>(last);
+      for (std::size_t r = 0; r < n; ++r) {
+        auto position = last - static_cast<std::int64_t>(n - 1 - r);
+        for (const auto& tag : w.events[first + r].tags) {
+          tag_rows[tag_count++] = {&tag, position};
+          if (tag_count == max_rows_per_insert && flush_tags())
+            return stopped();
+        }
+      }
+      if (flush_tags())
+        return stopped();
+      seq += n;
     }
     if (w.cancel_all_timers) {
       auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ?");

@@ -548,6 +548,44 @@ LONGHAUL_CONTRACT_CASE("read_all with a tag returns only the events carrying tha
   CHECK(read_all(0, all, "green").empty());
 }
 
+LONGHAUL_CONTRACT_CASE("a write with more events and tags than one insert statement holds "
+                       "stores every event in order with consecutive positions and its tags") {
+  // The SQLite journal inserts events and tags in statements of up to 8 rows: 21 events
+  // with 0 to 3 tags each cross several statement boundaries of both.
+  std::vector<new_event> events;
+  std::size_t blue_expected = 0;
+  for (int i = 0; i < 21; ++i) {
+    std::vector<std::string> tags;
+    for (int t = 0; t < i % 4; ++t)
+      tags.push_back(t == 0 ? "blue" : "tag-" + std::to_string(i) + "-" + std::to_string(t));
+    blue_expected += tags.empty() ? 0 : 1;
+    events.push_back(event("e" + std::to_string(i), R"({"i":)" + std::to_string(i) + "}", tags));
+  }
+  append("many", 1, {event("first")});
+  auto r = append("many", 2, events);
+  CHECK(r.highest_seq == 22);
+  auto stored = replay("many").events;
+  REQUIRE(stored.size() == 22);
+  for (std::size_t k = 1; k < stored.size(); ++k) {
+    INFO(k);
+    const auto& ev = stored[k];
+    CHECK(ev.seq == k + 1);
+    CHECK(ev.type == events[k - 1].type);
+    CHECK(ev.payload_json == events[k - 1].payload_json);
+    CHECK(ev.tags == events[k - 1].tags);
+    CHECK(ev.position == stored[k - 1].position + 1);
+  }
+  CHECK(r.last_position == stored.back().position);
+  auto blue = read_all(0, all, "blue");
+  REQUIRE(blue.size() == blue_expected);
+  for (const auto& ev : blue)
+    CHECK(ev.tags.front() == "blue");
+  auto one = read_all(0, all, "tag-19-2");
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].type == "e19");
+  CHECK(one[0].seq == 21);
+}
+
 // --- snapshots ---------------------------------------------------------------------------------
 
 LONGHAUL_CONTRACT_CASE("a saved snapshot loads back with the journal clock's save time") {
