@@ -381,13 +381,25 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 // -- single-writer lock (I8) -------------------------------------------------------
 
 /// Deletes the outbox rows `seqs` inside the writer's open transaction.
+/// Removes delivered outbox rows, up to 32 per statement: "IN (?, ..., ?)" with 32
+/// parameters, the unused ones repeating the chunk's first number (one cached statement).
 caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
-  auto del = writer.prepare("DELETE FROM outbox WHERE outbox_seq = ?");
+  constexpr int per_statement = 32;
+  static const std::string sql = [] {
+    std::string out = "DELETE FROM outbox WHERE outbox_seq IN (?";
+    for (int i = 1; i < per_statement; ++i)
+      out += ", ?";
+    return out + ")";
+  }();
+  auto del = writer.prepare(sql.c_str());
   if (!del)
     return del.error();
-  for (auto seq : seqs) {
-    (*del)->bind(1, clamp64(seq));
-    if (auto err = writer.run(**del, "removing delivered outbox message"))
+  for (std::size_t first = 0; first < seqs.size(); first += per_statement) {
+    for (int i = 0; i < per_statement; ++i) {
+      auto k = first + static_cast<std::size_t>(i);
+      (*del)->bind(i + 1, clamp64(seqs[k < seqs.size() ? k : first]));
+    }
+    if (auto err = writer.run(**del, "removing delivered outbox messages"))
       return err;
   }
   return {};

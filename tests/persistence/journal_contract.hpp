@@ -928,6 +928,35 @@ LONGHAUL_CONTRACT_CASE("load_recovery_start returns the newest snapshot, the eve
 
 // --- outbox --------------------------------------------------------------------------------
 
+LONGHAUL_CONTRACT_CASE("outbox_delivered with many numbers, in any order, removes exactly "
+                       "those rows") {
+  // The SQLite journal removes up to 32 rows per statement: 47 of 70 rows, unsorted and
+  // with a repeat and an unknown number, cross two statement boundaries.
+  auto w = write_for("bulk", 1, {event("bulk.sent")});
+  for (int i = 0; i < 70; ++i)
+    w.outbox.push_back(message("bulk-" + std::to_string(i), "mailer/" + std::to_string(i)));
+  store(std::move(w));
+  auto pending = outbox_pending();
+  REQUIRE(pending.size() == 70);
+  std::vector<std::uint64_t> remove;
+  std::set<std::string> kept;
+  for (int i = 69; i >= 0; --i) {
+    if (i % 3 == 1)
+      kept.insert(pending[static_cast<std::size_t>(i)].message_id);
+    else
+      remove.push_back(pending[static_cast<std::size_t>(i)].outbox_seq);
+  }
+  remove.push_back(remove.front());
+  remove.push_back(pending.back().outbox_seq + 1000);
+  REQUIRE(remove.size() == 49);
+  succeeds(j->outbox_delivered(remove), "outbox_delivered");
+  std::set<std::string> left;
+  for (const auto& m : outbox_pending())
+    left.insert(m.message_id);
+  CHECK(left == kept);
+  CHECK(left.size() == 23);
+}
+
 LONGHAUL_CONTRACT_CASE("outbox messages are pending in write order with increasing "
                        "outbox_seq until delivered") {
   auto w = write_for("order-1", 1, {event("order.placed")});
