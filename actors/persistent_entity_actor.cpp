@@ -60,14 +60,23 @@ std::string failure_key(const command_envelope& cmd) {
   return cmd.name + ":" + boost::json::serialize(payload_of(cmd));
 }
 
+/// The stored form of a command, {"name":..,"payload":..[,"on_failure":..]}, written
+/// straight into the string (an object holding the payload would copy it first).
 std::string command_json(std::string_view name, const boost::json::value& payload,
                          std::string_view failure_tag = {}) {
-  boost::json::object o;
-  o["name"] = name;
-  o["payload"] = payload;
-  if (!failure_tag.empty())
-    o["on_failure"] = failure_tag;
-  return boost::json::serialize(o);
+  auto quoted = [](std::string_view text) {
+    return boost::json::serialize(boost::json::string_view{text.data(), text.size()});
+  };
+  std::string out = R"({"name":)";
+  out += quoted(name);
+  out += R"(,"payload":)";
+  out += boost::json::serialize(payload);
+  if (!failure_tag.empty()) {
+    out += R"(,"on_failure":)";
+    out += quoted(failure_tag);
+  }
+  out += '}';
+  return out;
 }
 
 /// The stored form of a rejection (JOURNAL.md I7: processed_messages.rejection): its
