@@ -602,8 +602,16 @@ flow_behavior::decide(const actors::entity_state& s, const actors::command_envel
   if (!cmd.payload.is_object() && !cmd.payload.is_null())
     return make_actor_error(actor_errc::undecodable_command,
                             "'" + cmd.name + "' for flow '" + def_.name + "' is not a JSON object");
-  json::object payload = cmd.payload.is_object() ? cmd.payload.as_object() : json::object{};
-  payload.erase("late_by_ms");
+  // The payload without the scheduler's "late_by_ms" (copied only if it is there).
+  static const json::object no_payload;
+  const json::object* given = cmd.payload.is_object() ? &cmd.payload.as_object() : &no_payload;
+  std::optional<json::object> trimmed;
+  if (given->contains("late_by_ms")) {
+    trimmed.emplace(*given);
+    trimmed->erase("late_by_ms");
+    given = &*trimmed;
+  }
+  const json::object& payload = *given;
   run r{*this, st, cmd.entity_id, clock_->now()};
   auto start = [&](json::object data) {
     data[def_.key] = cmd.entity_id;  // the instance id is the flow key
