@@ -200,7 +200,9 @@ void dispatch(self_ptr self, persistence::outbox_record&& polled) {
     if (subs == st.subscriptions.end() || subs->second.empty()) {
       dead_letter(self, row, "no subscriber for event '" + name + "'");
     } else {
-      for (const auto& sub : subs->second) {
+      const auto& all = subs->second;
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        const auto& sub = all[i];
         auto id = sub.correlate(payload);
         if (!id) {
           dead_letter(self, row, "subscriber '" + sub.entity_type
@@ -211,7 +213,10 @@ void dispatch(self_ptr self, persistence::outbox_record&& polled) {
         cmd.entity_type = sub.entity_type;
         cmd.entity_id = std::move(*id);
         cmd.name = name;
-        cmd.payload = payload;
+        if (i + 1 == all.size())
+          cmd.payload = std::move(payload);  // the last subscriber takes it, the others copy
+        else
+          cmd.payload = payload;
         cmd.message_id = row.message_id + "@" + sub.entity_type;
         deliver(self, row, std::move(cmd));
       }
