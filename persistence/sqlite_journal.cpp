@@ -8,8 +8,8 @@
 
 #include <boost/json.hpp>
 
-#include <array>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -380,9 +380,9 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 
 // -- single-writer lock (I8) -------------------------------------------------------
 
-/// Deletes the outbox rows `seqs` inside the writer's open transaction.
-/// Removes delivered outbox rows, up to 32 per statement: "IN (?, ..., ?)" with 32
-/// parameters, the unused ones repeating the chunk's first number (one cached statement).
+/// Deletes the outbox rows `seqs` inside the writer's open transaction, up to 32 per
+/// statement: "IN (?, ..., ?)" with 32 parameters, the unused ones repeating the chunk's
+/// first number (one cached statement).
 caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
   constexpr int per_statement = 32;
   static const std::string sql = [] {
