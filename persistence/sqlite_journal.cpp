@@ -380,17 +380,24 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 
 // -- single-writer lock (I8) -------------------------------------------------------
 
+/// `item` `n` times, separated by ", ": the parameter lists of multi-row statements.
+std::string repeated_list(std::string_view item, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0)
+      out += ", ";
+    out += item;
+  }
+  return out;
+}
+
 /// Deletes the outbox rows `seqs` inside the writer's open transaction, up to 32 per
 /// statement: "IN (?, ..., ?)" with 32 parameters, the unused ones repeating the chunk's
 /// first number (one cached statement).
 caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
   constexpr int per_statement = 32;
-  static const std::string sql = [] {
-    std::string out = "DELETE FROM outbox WHERE outbox_seq IN (?";
-    for (int i = 1; i < per_statement; ++i)
-      out += ", ?";
-    return out + ")";
-  }();
+  static const std::string sql =
+    "DELETE FROM outbox WHERE outbox_seq IN (" + repeated_list("?", per_statement) + ")";
   auto del = writer.prepare(sql.c_str());
   if (!del)
     return del.error();
@@ -461,15 +468,8 @@ constexpr std::size_t max_rows_per_insert = 8;
 class multi_row_sql {
 public:
   multi_row_sql(std::string_view head, std::string_view row) {
-    for (std::size_t n = 1; n <= max_rows_per_insert; ++n) {
-      auto& sql = sql_[n - 1];
-      sql = head;
-      for (std::size_t i = 0; i < n; ++i) {
-        if (i > 0)
-          sql += ", ";
-        sql += row;
-      }
-    }
+    for (std::size_t n = 1; n <= max_rows_per_insert; ++n)
+      sql_[n - 1] = std::string{head} + repeated_list(row, n);
   }
   const char* operator()(std::size_t rows) const { return sql_[rows - 1].c_str(); }
 
