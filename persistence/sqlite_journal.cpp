@@ -460,7 +460,7 @@ private:
 
 // -- encoding helpers ------------------------------------------------------------------
 
-/// Rows per multi-row INSERT of events and of event tags.
+/// Rows per multi-row INSERT of events, event tags and outbox messages.
 constexpr std::size_t max_rows_per_insert = 8;
 
 /// "<head>(row), (row), ..." for 1 to max_rows_per_insert rows. The strings live as long
@@ -485,17 +485,29 @@ const char* insert_events_sql(std::size_t rows) {
   return sql(rows);
 }
 
+const char* insert_outbox_sql(std::size_t rows) {
+  static const multi_row_sql sql{
+    "INSERT INTO outbox (message_id, stream_id, destination, payload, created_at) VALUES ",
+    "(?, ?, ?, ?, ?)"};
+  return sql(rows);
+}
+
 const char* insert_tags_sql(std::size_t rows) {
   static const multi_row_sql sql{"INSERT OR IGNORE INTO event_tags (tag, position) VALUES ",
                                  "(?, ?)"};
   return sql(rows);
 }
 
+/// The tags column: a JSON array of strings, written straight into the string.
 std::string encode_tags(const std::vector<std::string>& tags) {
-  boost::json::array arr;
-  for (const auto& t : tags)
-    arr.emplace_back(t);
-  return boost::json::serialize(arr);
+  std::string out = "[";
+  for (const auto& t : tags) {
+    if (out.size() > 1)
+      out += ',';
+    out += boost::json::serialize(boost::json::string_view{t.data(), t.size()});
+  }
+  out += ']';
+  return out;
 }
 
 std::vector<std::string> decode_tags(const std::string& json) {
@@ -660,12 +672,20 @@ struct sqlite_journal::impl {
   static caf::expected<replay_result> replay_on(connection& c, std::string_view id,
                                                 sequence_nr from, sequence_nr to,
                                                 std::uint64_t max) {
-    replay_result out;
     auto stream = impl::load_stream(c, id);
     if (!stream)
       return stream.error();
-    out.highest_seq = stream->second;
-    if (stream->first == 0 || max == 0 || from > to)
+    return replay_stream_on(c, id, *stream, from, to, max);
+  }
+
+  /// `replay_on` of a stream already looked up: (stream_id, highest) from load_stream.
+  static caf::expected<replay_result>
+  replay_stream_on(connection& c, std::string_view id,
+                   std::pair<std::int64_t, sequence_nr> stream, sequence_nr from,
+                   sequence_nr to, std::uint64_t max) {
+    replay_result out;
+    out.highest_seq = stream.second;
+    if (stream.first == 0 || max == 0 || from > to)
       return out;
     auto st = c.prepare("SELECT seq, type, schema_version, payload, tags, written_at, position"
                         " FROM events WHERE stream_id = ? AND seq >= ? AND seq <= ?"
@@ -674,10 +694,10 @@ struct sqlite_journal::impl {
       return st.error();
     auto& s = **st;
     reset_guard guard{s};
-    if (stream->second >= from)
+    if (stream.second >= from)
       out.events.reserve(static_cast<std::size_t>(
-        std::min<std::uint64_t>({stream->second - from + 1, max, to - from + 1, 100000})));
-    s.bind(1, stream->first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
+        std::min<std::uint64_t>({stream.second - from + 1, max, to - from + 1, 100000})));
+    s.bind(1, stream.first).bind(2, clamp64(from)).bind(3, clamp64(to)).bind(4, clamp64(max));
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
       auto& ev = out.events.emplace_back();
@@ -771,19 +791,19 @@ struct sqlite_journal::impl {
               false};
     // I2 without savepoints: with one writer (I8) only two kinds of statement can be
     // rejected, the processed-message insert (a duplicate delivery) and an outbox insert (a
-    // reused message id). Outbox ids are checked first, by reads (outbox_id_rejection);
-    // the processed-message insert is then the write's first change, or comes right after
-    // a new stream's row, where it cannot conflict (no row refers to a stream_id just
-    // assigned). Events cannot conflict after the sequence check above (I1), tags are
-    // INSERT OR IGNORE, timers are upserts and deletes. So a rejected statement is always
-    // the write's first change, and SQLite's statement atomicity undoes it. Should a
-    // statement be rejected after a change all the same (a foreign writer breaking I8),
-    // the write cannot be undone alone and the batch fails below.
-    auto changes_before = sqlite3_total_changes64(writer.handle());
+    // reused message id). The processed-message insert is the write's first change, or
+    // comes right after a new stream's row, where it cannot conflict (no row refers to a
+    // stream_id just assigned); SQLite's statement atomicity undoes a rejected one. The
+    // outbox rows go in next; if one is refused, store_parts deletes what the write stored
+    // before it (the rare path; ids the runtime makes never repeat). Events cannot conflict
+    // after the sequence check above (I1), tags are INSERT OR IGNORE, timers are upserts
+    // and deletes. Should a statement be rejected after a change all the same (a foreign
+    // writer breaking I8), the write cannot be undone alone and the batch fails below.
+    auto db = writer.handle();
+    sqlite3_int64 clean_at = sqlite3_total_changes64(db);
     caf::error rejection;
-    auto outcome = store_parts(w, ts, *stream, rejection);
-    if (rejection && !outcome.batch_failed
-        && sqlite3_total_changes64(writer.handle()) != changes_before) {
+    auto outcome = store_parts(w, ts, *stream, rejection, clean_at);
+    if (rejection && !outcome.batch_failed && sqlite3_total_changes64(db) != clean_at) {
       // A rejection after a stored change: this write cannot be undone alone, so the
       // batch fails and rolls back (I2).
       return fail(make_persistence_error(
@@ -796,40 +816,77 @@ struct sqlite_journal::impl {
     return outcome;
   }
 
-  /// Checks the write's outbox message ids before it changes anything (I2, I13): an id
-  /// used twice in the write, or by a pending outbox row (this batch's included), is its
-  /// rejection. Returns a batch error, or sets `rejection`.
-  caf::error outbox_id_rejection(const atomic_write& w, caf::error& rejection) {
-    auto reused = [&](const std::string& id) {
-      rejection = make_persistence_error(persistence_errc::invalid_argument,
-                                         "outbox message id '" + id + "' is already used");
-    };
+  /// The rejection of an outbox message id used twice in one write (I13).
+  static caf::error repeated_outbox_id(const atomic_write& w) {
     for (std::size_t i = 0; i < w.outbox.size(); ++i)
       for (std::size_t j = 0; j < i; ++j)
-        if (w.outbox[i].message_id == w.outbox[j].message_id) {
-          reused(w.outbox[i].message_id);
-          return {};
-        }
+        if (w.outbox[i].message_id == w.outbox[j].message_id)
+          return reused_outbox_id(w.outbox[i].message_id);
+    return {};
+  }
+
+  static caf::error reused_outbox_id(const std::string& id) {
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "outbox message id '" + id + "' is already used");
+  }
+
+  /// After an outbox insert was refused (I13): the first of `ids` that a pending row
+  /// holds, to name it in the rejection. Off the hot path.
+  caf::expected<std::string> pending_outbox_id(std::span<const outbox_message> ids) {
     auto probe = writer.prepare("SELECT 1 FROM outbox WHERE message_id = ?");
     if (!probe)
       return probe.error();
-    for (const auto& m : w.outbox) {
+    for (const auto& m : ids) {
       auto& st = **probe;
       reset_guard guard{st};
       st.bind(1, m.message_id);
       auto rc = st.step();
-      if (rc == SQLITE_ROW) {
-        reused(m.message_id);
-        return {};
-      }
+      if (rc == SQLITE_ROW)
+        return m.message_id;
       if (rc != SQLITE_DONE)
         return translate(rc, writer.handle(), "checking outbox message ids");
     }
+    return std::string{"?"};
+  }
+
+  /// Deletes what a write stored before its outbox insert was refused (I2): its outbox
+  /// rows `first_outbox_seq` onwards (0: none), its processed-message row, and the row of
+  /// a stream it created. Nothing else of the write is stored by then.
+  caf::error undo_before_outbox(const atomic_write& w, std::int64_t stream_id,
+                                bool created_stream, std::int64_t first_outbox_seq) {
+    auto run = [&](const char* sql, auto bind, std::string_view what) -> caf::error {
+      auto st = writer.prepare(sql);
+      if (!st)
+        return st.error();
+      reset_guard guard{**st};
+      bind(**st);
+      auto rc = (*st)->step();
+      if (rc != SQLITE_DONE)
+        return translate(rc, writer.handle(), what);
+      return {};
+    };
+    if (first_outbox_seq > 0)
+      if (auto err = run("DELETE FROM outbox WHERE outbox_seq >= ?",
+                         [&](statement& s) { s.bind(1, first_outbox_seq); },
+                         "undoing outbox rows"))
+        return err;
+    if (w.processed_message_id)
+      if (auto err = run("DELETE FROM processed_messages WHERE message_id = ? AND stream_id = ?",
+                         [&](statement& s) { s.bind(1, *w.processed_message_id).bind(2, stream_id); },
+                         "undoing a processed message"))
+        return err;
+    if (created_stream)
+      if (auto err = run("DELETE FROM streams WHERE stream_id = ?",
+                         [&](statement& s) { s.bind(1, stream_id); }, "undoing a new stream"))
+        return err;
     return {};
   }
 
+  /// Stores the parts of `w` in the order store_write explains. A rejection sets
+  /// `rejection`; if it came after stored changes that were then undone, `clean_at` is
+  /// moved to the change count after the undo.
   write_outcome store_parts(const atomic_write& w, time_ms ts, stream_state stream,
-                            caf::error& rejection) {
+                            caf::error& rejection, sqlite3_int64& clean_at) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto db = writer.handle();
     // Runs `s`; a constraint violation is this write's rejection (its text built only
@@ -849,11 +906,12 @@ struct sqlite_journal::impl {
     caf::error batch_err;
     auto stopped = [&] { return batch_err ? fail(batch_err) : write_outcome{write_result{}, false}; };
     if (!w.outbox.empty()) {
-      if (auto err = outbox_id_rejection(w, rejection))
-        return fail(err);
-      if (rejection)
+      if (auto err = repeated_outbox_id(w)) {
+        rejection = std::move(err);
         return stopped();
+      }
     }
+    bool created_stream = false;
     if (stream.stream_id == 0) {
       auto ins = writer.prepare("INSERT INTO streams (persistence_id) VALUES (?)");
       if (!ins)
@@ -863,6 +921,7 @@ struct sqlite_journal::impl {
                [&] { return "stream '" + w.persistence_id + "' exists"; }, batch_err))
         return stopped();
       stream.stream_id = sqlite3_last_insert_rowid(db);
+      created_stream = true;
     }
     if (w.processed_message_id) {
       auto ins = writer.prepare("INSERT INTO processed_messages (stream_id, message_id,"
@@ -881,6 +940,37 @@ struct sqlite_journal::impl {
                },
                batch_err))
         return stopped();
+    }
+    // Outbox messages in multi-row INSERTs. A refused one (its id is pending, I13) is
+    // the write's rejection: what the write stored so far is deleted again (I2).
+    std::int64_t first_outbox_seq = 0;
+    for (std::size_t first = 0; first < w.outbox.size(); first += max_rows_per_insert) {
+      auto n = std::min(max_rows_per_insert, w.outbox.size() - first);
+      auto ins = writer.prepare(insert_outbox_sql(n));
+      if (!ins)
+        return fail(ins.error());
+      auto& st = **ins;
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& m = w.outbox[first + r];
+        auto b = static_cast<int>(5 * r);
+        st.bind(b + 1, m.message_id).bind(b + 2, stream.stream_id).bind(b + 3, m.destination)
+          .bind(b + 4, m.payload_json).bind(b + 5, ts);
+      }
+      if (step(st, "queueing outbox messages", persistence_errc::invalid_argument,
+               [] { return std::string{}; }, batch_err)) {
+        if (batch_err)
+          return stopped();
+        auto id = pending_outbox_id(std::span{w.outbox}.subspan(first, n));
+        if (!id)
+          return fail(id.error());
+        rejection = reused_outbox_id(*id);
+        if (auto err = undo_before_outbox(w, stream.stream_id, created_stream, first_outbox_seq))
+          return fail(err);
+        clean_at = sqlite3_total_changes64(db);
+        return stopped();
+      }
+      if (first == 0)
+        first_outbox_seq = sqlite3_last_insert_rowid(db) - static_cast<std::int64_t>(n - 1);
     }
     write_result result;
     result.written_at_ms = ts;
@@ -981,20 +1071,6 @@ struct sqlite_journal::impl {
         (*ins)->bind(1, w.persistence_id).bind(2, t.name).bind(3, t.due_ms).bind(4, t.payload_json);
         if (step(**ins, "setting timer", persistence_errc::internal,
                  [] { return std::string{"timer"}; }, batch_err))
-          return stopped();
-      }
-    }
-    if (!w.outbox.empty()) {
-      auto ins = writer.prepare("INSERT INTO outbox (message_id, stream_id, destination, payload,"
-                                " created_at) VALUES (?, ?, ?, ?, ?)");
-      if (!ins)
-        return fail(ins.error());
-      for (const auto& m : w.outbox) {
-        (*ins)->bind(1, m.message_id).bind(2, stream.stream_id).bind(3, m.destination)
-          .bind(4, m.payload_json).bind(5, ts);
-        if (step(**ins, "queueing outbox message", persistence_errc::invalid_argument,
-                 [&] { return "outbox message id '" + m.message_id + "' is already used"; },
-                 batch_err))
           return stopped();
       }
     }
@@ -1538,12 +1614,20 @@ caf::expected<recovery_start> sqlite_journal::load_recovery_start(std::string_vi
                                                                    std::uint64_t max_events) {
   return impl_->read<recovery_start>([&](connection& c) -> caf::expected<recovery_start> {
     recovery_start out;
+    auto stream = impl::load_stream(c, id);
+    if (!stream)
+      return stream.error();
+    // Whatever is stored under an id (events, snapshots, timers) was written together
+    // with its stream row, and stream rows are never deleted: without one, a new instance
+    // needs no further reads (5.5 of them per order in the retail benchmark).
+    if (stream->first == 0)
+      return out;
     auto snap = impl::snapshot_on(c, id, {});
     if (!snap)
       return snap.error();
     out.snapshot = std::move(*snap);
     auto from = out.snapshot ? out.snapshot->seq + 1 : 1;
-    auto events = impl::replay_on(c, id, from, max_sequence_nr, max_events);
+    auto events = impl::replay_stream_on(c, id, *stream, from, max_sequence_nr, max_events);
     if (!events)
       return events.error();
     out.events = std::move(*events);

@@ -1085,6 +1085,53 @@ LONGHAUL_CONTRACT_CASE("an outbox message id that is already pending is refused 
   CHECK(outbox_pending().size() == 1);
 }
 
+LONGHAUL_CONTRACT_CASE("a pending outbox id among many messages refuses the whole write, "
+                       "whichever row holds it") {
+  auto first = write_for("holder", 1, {event("order.placed")});
+  first.outbox = {message("dup-9", "mailer/1")};
+  store(std::move(first));
+  auto many = [](std::string prefix, std::size_t n) {
+    std::vector<outbox_message> out;
+    for (std::size_t i = 0; i < n; ++i)
+      out.push_back(message(prefix + std::to_string(i), "mailer/" + std::to_string(i)));
+    return out;
+  };
+  // A new stream, a processed id and three events; the tenth of ten messages (past the
+  // first multi-row statement) reuses a pending id.
+  auto w = write_for("multi", 1, {event("a"), event("b"), event("c")});
+  w.processed_message_id = "cmd-b";
+  w.outbox = many("b-", 9);
+  w.outbox.push_back(message("dup-9", "mailer/9"));
+  auto err = refuse(std::move(w));
+  CHECK(persistence_code(err) == errc::invalid_argument);
+  CHECK(is_rejection(err));
+  CHECK(describe(err).find("dup-9") != std::string::npos);
+  CHECK(highest("multi") == 0);
+  CHECK_FALSE(is_processed("multi", "cmd-b"));
+  CHECK(outbox_pending().size() == 1);
+  // The same write without the reused id is stored whole.
+  auto retry = write_for("multi", 1, {event("a"), event("b"), event("c")});
+  retry.processed_message_id = "cmd-b";
+  retry.outbox = many("b-", 9);
+  store(std::move(retry));
+  CHECK(highest("multi") == 3);
+  CHECK(is_processed("multi", "cmd-b"));
+  auto pending = outbox_pending();
+  REQUIRE(pending.size() == 10);
+  for (std::size_t i = 1; i < pending.size(); ++i) {
+    CHECK(pending[i].message_id == "b-" + std::to_string(i - 1));
+    CHECK(pending[i].source_persistence_id == "multi");
+  }
+  // An existing stream, the reused id in the first statement: nothing stored either.
+  auto again = write_for("multi", 4, {event("d")});
+  again.processed_message_id = "cmd-d";
+  again.outbox = {message("d-0", "mailer/0"), message("b-3", "mailer/3")};
+  CHECK(persistence_code(refuse(std::move(again))) == errc::invalid_argument);
+  CHECK(highest("multi") == 3);
+  CHECK_FALSE(is_processed("multi", "cmd-d"));
+  CHECK(outbox_pending().size() == 10);
+}
+
 LONGHAUL_CONTRACT_CASE("positions and outbox numbers are never reused, even after the newest "
                        "rows are deleted") {
   append_batch("reuse-a", 3);
