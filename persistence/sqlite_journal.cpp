@@ -461,7 +461,7 @@ private:
 // -- encoding helpers ------------------------------------------------------------------
 
 /// Rows per multi-row INSERT of events, event tags and outbox messages.
-constexpr std::size_t max_rows_per_insert = 8;
+constexpr std::size_t max_rows_per_insert = 32;
 
 /// "<head>(row), (row), ..." for 1 to max_rows_per_insert rows. The strings live as long
 /// as the program: prepared statements are cached by the address of their SQL.
@@ -602,6 +602,16 @@ struct sqlite_journal::impl {
   std::uint64_t gen = 1;                ///< bumped per batch: stale `pending` is ignored
   stream_entry* last_entry = nullptr;   ///< entry of the last lookup_stream
   std::vector<caf::expected<write_result>> results;  ///< per batch; kept for its capacity
+  /// An event of this batch waiting for insert_batch_events, and the write it belongs to.
+  struct batch_event {
+    const new_event* event;
+    std::int64_t stream_id;
+    sequence_nr seq;
+    std::size_t write;  ///< index into `results`
+  };
+  std::vector<batch_event> batch_events;  ///< per batch, in write order; kept for its capacity
+  std::size_t current_write = 0;          ///< index of the write store_write is storing
+  std::vector<std::pair<const std::string*, std::int64_t>> batch_tags;  ///< (tag, position)
 
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<connection>> idle_readers;
@@ -975,73 +985,13 @@ struct sqlite_journal::impl {
     write_result result;
     result.written_at_ms = ts;
     auto seq = w.expected_seq;
-    // Events and their tags go in with multi-row INSERTs of up to max_rows_per_insert rows:
-    // a statement's own cost (and, with Debian's SQLite built without lookaside memory,
-    // its mallocs) is then shared by its rows. Positions within one statement are
-    // consecutive (AUTOINCREMENT, one writer: I8, I11).
-    std::array<std::pair<const std::string*, std::int64_t>, max_rows_per_insert> tag_rows;
-    std::size_t tag_count = 0;
-    auto flush_tags = [&]() -> bool {
-      if (tag_count == 0)
-        return false;
-      auto ins = writer.prepare(insert_tags_sql(tag_count));
-      if (!ins) {
-        batch_err = ins.error();
-        return true;
-      }
-      auto& st = **ins;
-      for (std::size_t r = 0; r < tag_count; ++r) {
-        auto b = static_cast<int>(2 * r);
-        st.bind(b + 1, *tag_rows[r].first).bind(b + 2, tag_rows[r].second);
-      }
-      tag_count = 0;
-      return step(st, "tagging events", persistence_errc::internal,
-                  [] { return std::string{"tag"}; }, batch_err);
-    };
-    for (std::size_t first = 0; first < w.events.size(); first += max_rows_per_insert) {
-      auto n = std::min(max_rows_per_insert, w.events.size() - first);
-      auto ins = writer.prepare(insert_events_sql(n));
-      if (!ins)
-        return fail(ins.error());
-      auto& st = **ins;
-      std::array<std::string, max_rows_per_insert> tags;  // bound; alive until the step
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& ev = w.events[first + r];
-        auto b = static_cast<int>(7 * r);
-        st.bind(b + 1, stream.stream_id)
-          .bind(b + 2, static_cast<std::int64_t>(seq + r))
-          .bind(b + 3, ev.type)
-          .bind(b + 4, static_cast<std::int64_t>(ev.schema_version))
-          .bind(b + 5, ev.payload_json)
-          .bind(b + 7, ts);
-        if (ev.tags.empty()) {
-          st.bind_null(b + 6);
-        } else {
-          tags[r] = encode_tags(ev.tags);
-          st.bind(b + 6, tags[r]);
-        }
-      }
-      if (step(st, "appending events", persistence_errc::sequence_conflict,
-               [&] {
-                 return "'" + w.persistence_id + "' already has one of the sequence numbers "
-                        + std::to_string(seq) + " to " + std::to_string(seq + n - 1);
-               },
-               batch_err))
-        return stopped();
-      auto last = sqlite3_last_insert_rowid(db);
-      result.last_position = static_cast<std::uint64_t>(last);
-      for (std::size_t r = 0; r < n; ++r) {
-        auto position = last - static_cast<std::int64_t>(n - 1 - r);
-        for (const auto& tag : w.events[first + r].tags) {
-          tag_rows[tag_count++] = {&tag, position};
-          if (tag_count == max_rows_per_insert && flush_tags())
-            return stopped();
-        }
-      }
-      if (flush_tags())
-        return stopped();
-      seq += n;
-    }
+    // The events (and their tags) are inserted at the end of the batch, all writes' rows
+    // together in multi-row INSERTs (insert_batch_events). Nothing can reject them once the
+    // sequence is checked (I1), so a write that got this far is stored whole with its batch
+    // or the batch fails (I2).
+    for (std::size_t r = 0; r < w.events.size(); ++r)
+      batch_events.push_back({&w.events[r], stream.stream_id, seq + r, current_write});
+    seq += w.events.size();
     if (w.cancel_all_timers) {
       auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ?");
       if (!del)
@@ -1084,6 +1034,70 @@ struct sqlite_journal::impl {
     return {result, false};
   }
 
+  /// Inserts the batch's events in write order, up to max_rows_per_insert per statement,
+  /// then their tags the same way, and sets each write's last_position. Positions within a
+  /// statement are consecutive (AUTOINCREMENT, one writer: I8, I11), so each row's
+  /// position follows from the statement's last rowid. Any error fails the batch.
+  caf::error insert_batch_events(time_ms ts) {
+    auto db = writer.handle();
+    std::vector<std::pair<const std::string*, std::int64_t>>& tag_rows = batch_tags;
+    tag_rows.clear();
+    for (std::size_t first = 0; first < batch_events.size(); first += max_rows_per_insert) {
+      auto n = std::min(max_rows_per_insert, batch_events.size() - first);
+      auto ins = writer.prepare(insert_events_sql(n));
+      if (!ins)
+        return ins.error();
+      auto& st = **ins;
+      reset_guard guard{st};
+      std::array<std::string, max_rows_per_insert> tags;  // bound; alive until the step
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& row = batch_events[first + r];
+        const auto& ev = *row.event;
+        auto b = static_cast<int>(7 * r);
+        st.bind(b + 1, row.stream_id)
+          .bind(b + 2, static_cast<std::int64_t>(row.seq))
+          .bind(b + 3, ev.type)
+          .bind(b + 4, static_cast<std::int64_t>(ev.schema_version))
+          .bind(b + 5, ev.payload_json)
+          .bind(b + 7, ts);
+        if (ev.tags.empty()) {
+          st.bind_null(b + 6);
+        } else {
+          tags[r] = encode_tags(ev.tags);
+          st.bind(b + 6, tags[r]);
+        }
+      }
+      auto rc = st.step();
+      if (rc != SQLITE_DONE)
+        return translate(rc, db, "appending events");
+      auto last = sqlite3_last_insert_rowid(db);
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& row = batch_events[first + r];
+        auto position = last - static_cast<std::int64_t>(n - 1 - r);
+        if (auto& res = results[row.write])
+          res->last_position = static_cast<std::uint64_t>(position);
+        for (const auto& tag : row.event->tags)
+          tag_rows.emplace_back(&tag, position);
+      }
+    }
+    for (std::size_t first = 0; first < tag_rows.size(); first += max_rows_per_insert) {
+      auto n = std::min(max_rows_per_insert, tag_rows.size() - first);
+      auto ins = writer.prepare(insert_tags_sql(n));
+      if (!ins)
+        return ins.error();
+      auto& st = **ins;
+      reset_guard guard{st};
+      for (std::size_t r = 0; r < n; ++r) {
+        auto b = static_cast<int>(2 * r);
+        st.bind(b + 1, *tag_rows[first + r].first).bind(b + 2, tag_rows[first + r].second);
+      }
+      auto rc = st.step();
+      if (rc != SQLITE_DONE)
+        return translate(rc, db, "tagging events");
+    }
+    return {};
+  }
+
   /// Rolls back whatever is open after a failure; SQLite may already have done so.
   void rollback() {
     if (sqlite3_get_autocommit(writer.handle()) == 0)
@@ -1102,6 +1116,7 @@ struct sqlite_journal::impl {
       streams.clear();  // bounded memory: a cold miss costs one indexed lookup
     ++gen;
     touched.clear();
+    batch_events.clear();
     if (!batch_err) {
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         if (auto* removal = std::get_if<outbox_removal>(&jobs[i])) {
@@ -1113,6 +1128,7 @@ struct sqlite_journal::impl {
           results.emplace_back(write_result{});
           continue;
         }
+        current_write = results.size();
         auto out = store_write(*append_of(jobs[i]), ts);
         if (out.batch_failed) {
           batch_err = out.result.error();
@@ -1121,6 +1137,9 @@ struct sqlite_journal::impl {
         results.push_back(std::move(out.result));
       }
     }
+    if (!batch_err && !batch_events.empty())
+      batch_err = insert_batch_events(ts);
+    batch_events.clear();
     if (!batch_err)
       batch_err = writer.exec("COMMIT");
     if (batch_err) {
