@@ -685,3 +685,80 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a duplicate delivery with even
   CHECK(seqs(*j, "neighbour-a") == std::vector<sequence_nr>{1});
   CHECK(seqs(*j, "neighbour-b") == std::vector<sequence_nr>{1});
 }
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the events, tags and timer changes of writes "
+                                 "stored together keep their write order",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  // Queued without waiting, so that they usually share a batch (whose events and tags are
+  // stored at its end); the outcome must be that of one write at a time.
+  auto timed = [](std::string id, sequence_nr seq, std::size_t events) {
+    atomic_write w;
+    w.persistence_id = std::move(id);
+    w.expected_seq = seq;
+    for (std::size_t i = 0; i < events; ++i)
+      w.events.push_back(new_event{"thing.happened", 1,
+                                   R"({"n":)" + std::to_string(seq + i) + "}", {"t", "u"}});
+    return w;
+  };
+  std::vector<atomic_write> writes;
+  auto a1 = timed("a", 1, 3);
+  a1.timers_to_set = {{"t1", 100, "{}"}, {"t2", 200, "{}"}};
+  writes.push_back(std::move(a1));
+  auto b1 = timed("b", 1, 40);  // more rows than one statement takes
+  b1.timers_to_set = {{"t1", 300, "{}"}};
+  writes.push_back(std::move(b1));
+  auto a2 = timed("a", 4, 1);
+  a2.timers_to_cancel = {{"t1"}};
+  a2.timers_to_set = {{"t2", 250, R"({"v":2})"}, {"t3", 350, "{}"}};
+  writes.push_back(std::move(a2));
+  auto b2 = timed("b", 41, 0);
+  b2.cancel_all_timers = true;
+  b2.timers_to_set = {{"t4", 400, "{}"}};
+  writes.push_back(std::move(b2));
+  auto a3 = timed("a", 5, 2);
+  a3.timers_to_cancel = {{"t3"}, {"t9"}};
+  a3.timers_to_set = {{"t1", 150, "{}"}, {"t1", 160, "{}"}};  // the later one wins
+  writes.push_back(std::move(a3));
+  auto results = write_together(*j, std::move(writes));
+  for (const auto& r : results)
+    REQUIRE(r);
+  CHECK(results[0]->highest_seq == 3);
+  CHECK(results[1]->highest_seq == 40);
+  CHECK(results[2]->highest_seq == 4);
+  CHECK(results[3]->highest_seq == 40);
+  CHECK(results[4]->highest_seq == 6);
+  // Each write's last_position is its last event's position, and positions follow the
+  // write order.
+  auto all = j->read_all(0, 1000, std::nullopt);
+  REQUIRE(all);
+  REQUIRE(all->size() == 46);
+  std::vector<std::pair<std::string, sequence_nr>> order;
+  for (const auto& ev : *all)
+    order.emplace_back(ev.persistence_id, ev.seq);
+  CHECK(order[0] == std::pair<std::string, sequence_nr>{"a", 1});
+  CHECK(order[3] == std::pair<std::string, sequence_nr>{"b", 1});
+  CHECK(order[42] == std::pair<std::string, sequence_nr>{"b", 40});
+  CHECK(order[43] == std::pair<std::string, sequence_nr>{"a", 4});
+  CHECK(order[45] == std::pair<std::string, sequence_nr>{"a", 6});
+  CHECK(results[0]->last_position == (*all)[2].position);
+  CHECK(results[1]->last_position == (*all)[42].position);
+  CHECK(results[2]->last_position == (*all)[43].position);
+  CHECK(results[4]->last_position == (*all)[45].position);
+  for (std::size_t i = 1; i < all->size(); ++i)
+    CHECK((*all)[i].position == (*all)[i - 1].position + 1);
+  auto tagged = j->read_all(0, 1000, std::string{"u"});
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 46);
+  auto names = [&](std::string_view id) {
+    std::vector<std::pair<std::string, time_ms>> out;
+    auto t = j->timers_of(id);
+    REQUIRE(t);
+    for (const auto& x : *t)
+      out.emplace_back(x.name, x.due_ms);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(names("a") == std::vector<std::pair<std::string, time_ms>>{{"t1", 160}, {"t2", 250}});
+  CHECK(names("b") == std::vector<std::pair<std::string, time_ms>>{{"t4", 400}});
+}
