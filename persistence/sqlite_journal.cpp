@@ -1039,61 +1039,71 @@ struct sqlite_journal::impl {
   /// statement are consecutive (AUTOINCREMENT, one writer: I8, I11), so each row's
   /// position follows from the statement's last rowid. Any error fails the batch.
   caf::error insert_batch_events(time_ms ts) {
-    auto db = writer.handle();
-    std::vector<std::pair<const std::string*, std::int64_t>>& tag_rows = batch_tags;
+    auto& tag_rows = batch_tags;
     tag_rows.clear();
-    for (std::size_t first = 0; first < batch_events.size(); first += max_rows_per_insert) {
-      auto n = std::min(max_rows_per_insert, batch_events.size() - first);
-      auto ins = writer.prepare(insert_events_sql(n));
-      if (!ins)
-        return ins.error();
-      auto& st = **ins;
-      reset_guard guard{st};
-      std::array<std::string, max_rows_per_insert> tags;  // bound; alive until the step
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& row = batch_events[first + r];
-        const auto& ev = *row.event;
-        auto b = static_cast<int>(7 * r);
-        st.bind(b + 1, row.stream_id)
-          .bind(b + 2, static_cast<std::int64_t>(row.seq))
-          .bind(b + 3, ev.type)
-          .bind(b + 4, static_cast<std::int64_t>(ev.schema_version))
-          .bind(b + 5, ev.payload_json)
-          .bind(b + 7, ts);
-        if (ev.tags.empty()) {
-          st.bind_null(b + 6);
-        } else {
-          tags[r] = encode_tags(ev.tags);
-          st.bind(b + 6, tags[r]);
+    std::array<std::string, max_rows_per_insert> tags;  // bound; alive until the step
+    auto err = insert_rows(
+      batch_events.size(), insert_events_sql, "appending events",
+      [&](statement& st, std::size_t first, std::size_t n) {
+        for (std::size_t r = 0; r < n; ++r) {
+          const auto& row = batch_events[first + r];
+          const auto& ev = *row.event;
+          auto b = static_cast<int>(7 * r);
+          st.bind(b + 1, row.stream_id)
+            .bind(b + 2, static_cast<std::int64_t>(row.seq))
+            .bind(b + 3, ev.type)
+            .bind(b + 4, static_cast<std::int64_t>(ev.schema_version))
+            .bind(b + 5, ev.payload_json)
+            .bind(b + 7, ts);
+          if (ev.tags.empty()) {
+            st.bind_null(b + 6);
+          } else {
+            tags[r] = encode_tags(ev.tags);
+            st.bind(b + 6, tags[r]);
+          }
         }
-      }
-      auto rc = st.step();
-      if (rc != SQLITE_DONE)
-        return translate(rc, db, "appending events");
-      auto last = sqlite3_last_insert_rowid(db);
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& row = batch_events[first + r];
-        auto position = last - static_cast<std::int64_t>(n - 1 - r);
-        if (auto& res = results[row.write])
-          res->last_position = static_cast<std::uint64_t>(position);
-        for (const auto& tag : row.event->tags)
-          tag_rows.emplace_back(&tag, position);
-      }
-    }
-    for (std::size_t first = 0; first < tag_rows.size(); first += max_rows_per_insert) {
-      auto n = std::min(max_rows_per_insert, tag_rows.size() - first);
-      auto ins = writer.prepare(insert_tags_sql(n));
+      },
+      [&](std::size_t first, std::size_t n, std::int64_t last) {
+        for (std::size_t r = 0; r < n; ++r) {
+          const auto& row = batch_events[first + r];
+          auto position = last - static_cast<std::int64_t>(n - 1 - r);
+          if (auto& res = results[row.write])
+            res->last_position = static_cast<std::uint64_t>(position);
+          for (const auto& tag : row.event->tags)
+            tag_rows.emplace_back(&tag, position);
+        }
+      });
+    if (err)
+      return err;
+    return insert_rows(
+      tag_rows.size(), insert_tags_sql, "tagging events",
+      [&](statement& st, std::size_t first, std::size_t n) {
+        for (std::size_t r = 0; r < n; ++r) {
+          auto b = static_cast<int>(2 * r);
+          st.bind(b + 1, *tag_rows[first + r].first).bind(b + 2, tag_rows[first + r].second);
+        }
+      },
+      [](std::size_t, std::size_t, std::int64_t) {});
+  }
+
+  /// Stores `rows` rows with the multi-row statements `sql(n)`, up to max_rows_per_insert
+  /// per statement: `bind(statement, first, n)` binds rows first..first+n-1, and
+  /// `stored(first, n, last_rowid)` runs after each statement. Any error fails the batch.
+  template <class Bind, class Stored>
+  caf::error insert_rows(std::size_t rows, const char* (*sql)(std::size_t), std::string_view what,
+                         Bind bind, Stored stored) {
+    for (std::size_t first = 0; first < rows; first += max_rows_per_insert) {
+      auto n = std::min(max_rows_per_insert, rows - first);
+      auto ins = writer.prepare(sql(n));
       if (!ins)
         return ins.error();
       auto& st = **ins;
       reset_guard guard{st};
-      for (std::size_t r = 0; r < n; ++r) {
-        auto b = static_cast<int>(2 * r);
-        st.bind(b + 1, *tag_rows[first + r].first).bind(b + 2, tag_rows[first + r].second);
-      }
+      bind(st, first, n);
       auto rc = st.step();
       if (rc != SQLITE_DONE)
-        return translate(rc, db, "tagging events");
+        return translate(rc, writer.handle(), what);
+      stored(first, n, sqlite3_last_insert_rowid(writer.handle()));
     }
     return {};
   }
