@@ -460,6 +460,8 @@ private:
 
 // -- encoding helpers ------------------------------------------------------------------
 
+const char* const insert_stream_sql = "INSERT INTO streams (persistence_id) VALUES (?)";
+
 /// Rows per multi-row INSERT of events, event tags and outbox messages.
 constexpr std::size_t max_rows_per_insert = 32;
 
@@ -678,6 +680,30 @@ struct sqlite_journal::impl {
     return s;
   }
 
+  /// The stream of `w`, as lookup_stream. A first write (expected_seq 1) of an id the
+  /// cache does not know creates the stream row at once (`created`): for a new id that
+  /// saves the lookup, and for an existing one the INSERT is refused by the UNIQUE
+  /// persistence_id, changes nothing, and the lookup follows.
+  caf::expected<stream_state> stream_for_write(const atomic_write& w, bool& created) {
+    created = false;
+    if (w.expected_seq != 1 || streams.find(w.persistence_id) != streams.end())
+      return lookup_stream(w.persistence_id);
+    auto ins = writer.prepare(insert_stream_sql);
+    if (!ins)
+      return ins.error();
+    reset_guard guard{**ins};
+    (*ins)->bind(1, w.persistence_id);
+    auto rc = (*ins)->step();
+    if (is_constraint(rc))
+      return lookup_stream(w.persistence_id);
+    if (rc != SQLITE_DONE)
+      return translate(rc, writer.handle(), "creating stream");
+    created = true;
+    // The file held no row before this write: that is what the cache knows as committed.
+    last_entry = &streams.emplace(w.persistence_id, stream_entry{}).first->second;
+    return stream_state{sqlite3_last_insert_rowid(writer.handle()), 0};
+  }
+
   /// `replay` inside a read transaction the caller holds.
   static caf::expected<replay_result> replay_on(connection& c, std::string_view id,
                                                 sequence_nr from, sequence_nr to,
@@ -789,7 +815,10 @@ struct sqlite_journal::impl {
   /// of it (I2), without a SAVEPOINT.
   write_outcome store_write(const atomic_write& w, time_ms ts) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
-    auto stream = lookup_stream(w.persistence_id);
+    auto db = writer.handle();
+    sqlite3_int64 clean_at = sqlite3_total_changes64(db);
+    bool created = false;
+    auto stream = stream_for_write(w, created);
     if (!stream)
       return fail(stream.error());
     // I1: sequence numbers are contiguous; the writer is the only one who assigns them.
@@ -809,10 +838,8 @@ struct sqlite_journal::impl {
     // after the sequence check above (I1), tags are INSERT OR IGNORE, timers are upserts
     // and deletes. Should a statement be rejected after a change all the same (a foreign
     // writer breaking I8), the write cannot be undone alone and the batch fails below.
-    auto db = writer.handle();
-    sqlite3_int64 clean_at = sqlite3_total_changes64(db);
     caf::error rejection;
-    auto outcome = store_parts(w, ts, *stream, rejection, clean_at);
+    auto outcome = store_parts(w, ts, *stream, created, rejection, clean_at);
     if (rejection && !outcome.batch_failed && sqlite3_total_changes64(db) != clean_at) {
       // A rejection after a stored change: this write cannot be undone alone, so the
       // batch fails and rolls back (I2).
@@ -859,11 +886,12 @@ struct sqlite_journal::impl {
     return std::string{"?"};
   }
 
-  /// Deletes what a write stored before its outbox insert was refused (I2): its outbox
-  /// rows `first_outbox_seq` onwards (0: none), its processed-message row, and the row of
-  /// a stream it created. Nothing else of the write is stored by then.
-  caf::error undo_before_outbox(const atomic_write& w, std::int64_t stream_id,
-                                bool created_stream, std::int64_t first_outbox_seq) {
+  /// Deletes what a write stored before it was refused for an outbox id (I2): its outbox
+  /// rows `first_outbox_seq` onwards (0: none), its processed-message row (if stored), and
+  /// the row of a stream it created. Nothing else of the write is stored by then.
+  caf::error undo_refused_write(const atomic_write& w, std::int64_t stream_id,
+                                bool created_stream, bool processed_stored,
+                                std::int64_t first_outbox_seq) {
     auto run = [&](const char* sql, auto bind, std::string_view what) -> caf::error {
       auto st = writer.prepare(sql);
       if (!st)
@@ -880,7 +908,7 @@ struct sqlite_journal::impl {
                          [&](statement& s) { s.bind(1, first_outbox_seq); },
                          "undoing outbox rows"))
         return err;
-    if (w.processed_message_id)
+    if (processed_stored)
       if (auto err = run("DELETE FROM processed_messages WHERE message_id = ? AND stream_id = ?",
                          [&](statement& s) { s.bind(1, *w.processed_message_id).bind(2, stream_id); },
                          "undoing a processed message"))
@@ -896,7 +924,8 @@ struct sqlite_journal::impl {
   /// `rejection`; if it came after stored changes that were then undone, `clean_at` is
   /// moved to the change count after the undo.
   write_outcome store_parts(const atomic_write& w, time_ms ts, stream_state stream,
-                            caf::error& rejection, sqlite3_int64& clean_at) {
+                            bool created_stream, caf::error& rejection,
+                            sqlite3_int64& clean_at) {
     auto fail = [](caf::error e) { return write_outcome{std::move(e), true}; };
     auto db = writer.handle();
     // Runs `s`; a constraint violation is this write's rejection (its text built only
@@ -915,15 +944,17 @@ struct sqlite_journal::impl {
     };
     caf::error batch_err;
     auto stopped = [&] { return batch_err ? fail(batch_err) : write_outcome{write_result{}, false}; };
-    if (!w.outbox.empty()) {
-      if (auto err = repeated_outbox_id(w)) {
-        rejection = std::move(err);
-        return stopped();
+    if (auto err = repeated_outbox_id(w)) {
+      rejection = std::move(err);
+      if (created_stream) {  // stream_for_write stored its row already
+        if (auto undo = undo_refused_write(w, stream.stream_id, true, false, 0))
+          return fail(undo);
+        clean_at = sqlite3_total_changes64(db);
       }
+      return stopped();
     }
-    bool created_stream = false;
     if (stream.stream_id == 0) {
-      auto ins = writer.prepare("INSERT INTO streams (persistence_id) VALUES (?)");
+      auto ins = writer.prepare(insert_stream_sql);
       if (!ins)
         return fail(ins.error());
       (*ins)->bind(1, w.persistence_id);
@@ -974,7 +1005,8 @@ struct sqlite_journal::impl {
         if (!id)
           return fail(id.error());
         rejection = reused_outbox_id(*id);
-        if (auto err = undo_before_outbox(w, stream.stream_id, created_stream, first_outbox_seq))
+        if (auto err = undo_refused_write(w, stream.stream_id, created_stream,
+                                          w.processed_message_id.has_value(), first_outbox_seq))
           return fail(err);
         clean_at = sqlite3_total_changes64(db);
         return stopped();

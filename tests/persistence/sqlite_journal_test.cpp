@@ -762,3 +762,49 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the events, tags and timer cha
   CHECK(names("a") == std::vector<std::pair<std::string, time_ms>>{{"t1", 160}, {"t2", 250}});
   CHECK(names("b") == std::vector<std::pair<std::string, time_ms>>{{"t4", 400}});
 }
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a first write creates its stream row at once, "
+                                 "and one for an id already stored falls back to the lookup",
+                 "[journal][sqlite]") {
+  {
+    auto j = open_writer();
+    // A stream row without events: a write of timers only.
+    atomic_write timers_only;
+    timers_only.persistence_id = "timed";
+    timers_only.expected_seq = 1;
+    timers_only.timers_to_set = {{"t", 100, "{}"}};
+    store(*j, std::move(timers_only));
+    store(*j, write_for("busy", 1, 3));
+  }
+  // A fresh writer (empty stream cache) sees first writes of ids the file already holds.
+  auto j = open_writer();
+  std::vector<atomic_write> writes;
+  writes.push_back(write_for("timed", 1, 2));    // row exists, highest 0: stored
+  writes.push_back(write_for("busy", 1, 1));     // row exists, highest 3: sequence conflict
+  writes.push_back(write_for("fresh", 1, 1));    // new: created by the first INSERT
+  auto twice = write_for("twice", 1, 1);         // new, but refused: no row may stay
+  twice.outbox = {outbox_message{"m", "sink/1", "{}"}, outbox_message{"m", "sink/2", "{}"}};
+  writes.push_back(std::move(twice));
+  writes.push_back(write_for("after", 1, 1));
+  auto results = write_together(*j, std::move(writes));
+  REQUIRE(results[0]);
+  CHECK(results[0]->highest_seq == 2);
+  REQUIRE_FALSE(results[1]);
+  CHECK(persistence_code(results[1].error()) == errc::sequence_conflict);
+  CHECK(is_rejection(results[1].error()));
+  CHECK(results[2]);
+  REQUIRE_FALSE(results[3]);
+  CHECK(persistence_code(results[3].error()) == errc::invalid_argument);
+  CHECK(results[4]);
+  CHECK(seqs(*j, "timed") == std::vector<sequence_nr>{1, 2});
+  CHECK(seqs(*j, "busy") == std::vector<sequence_nr>{1, 2, 3});
+  CHECK(seqs(*j, "fresh") == std::vector<sequence_nr>{1});
+  CHECK(seqs(*j, "after") == std::vector<sequence_nr>{1});
+  auto timers = j->timers_of("timed");
+  REQUIRE(timers);
+  CHECK(timers->size() == 1);
+  j.reset();
+  CHECK(query_text("SELECT count(*) FROM streams WHERE persistence_id = 'timed'") == "1");
+  CHECK(query_text("SELECT count(*) FROM streams WHERE persistence_id = 'twice'") == "0");
+  CHECK(query_text("SELECT count(*) FROM streams") == "4");
+}
