@@ -479,9 +479,12 @@ private:
   std::array<std::string, max_rows_per_insert> sql_;
 };
 
+/// OR FAIL: a conflict stops the statement without undoing its earlier rows, so SQLite
+/// keeps no statement journal (a copy of every page the statement changes). Events go in
+/// at the end of the batch, where any error fails and rolls back the whole batch (I2).
 const char* insert_events_sql(std::size_t rows) {
   static const multi_row_sql sql{
-    "INSERT INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
+    "INSERT OR FAIL INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
     " VALUES ",
     "(?, ?, ?, ?, ?, ?, ?)"};
   return sql(rows);
