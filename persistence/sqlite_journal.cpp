@@ -497,6 +497,29 @@ const char* insert_outbox_sql(std::size_t rows) {
   return sql(rows);
 }
 
+const char* insert_timers_sql(std::size_t rows) {
+  static const multi_row_sql sql{
+    "INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload) VALUES ",
+    "(?, ?, ?, ?)"};
+  return sql(rows);
+}
+
+/// Named timer cancels: an OR of primary-key terms, which SQLite runs as one primary-key
+/// search per term (a row-value IN over VALUES would scan the table).
+const char* delete_timers_sql(std::size_t rows) {
+  static const auto sql = [] {
+    std::array<std::string, max_rows_per_insert> out;
+    std::string where;
+    for (std::size_t n = 1; n <= max_rows_per_insert; ++n) {
+      where += n == 1 ? "" : " OR ";
+      where += "(persistence_id = ? AND name = ?)";
+      out[n - 1] = "DELETE FROM timers WHERE " + where;
+    }
+    return out;
+  }();
+  return sql[rows - 1].c_str();
+}
+
 const char* insert_tags_sql(std::size_t rows) {
   static const multi_row_sql sql{"INSERT OR IGNORE INTO event_tags (tag, position) VALUES ",
                                  "(?, ?)"};
@@ -617,6 +640,14 @@ struct sqlite_journal::impl {
   std::vector<batch_event> batch_events;  ///< per batch, in write order; kept for its capacity
   std::size_t current_write = 0;          ///< index of the write store_write is storing
   std::vector<std::pair<const std::string*, std::int64_t>> batch_tags;  ///< (tag, position)
+  /// A timer change of this batch waiting for insert_batch_timers.
+  enum class timer_op { cancel_all, cancel, set };
+  struct batch_timer {
+    timer_op op;
+    const std::string* persistence_id;
+    const void* what;  ///< cancel: the name (std::string); set: the timer_set; else null
+  };
+  std::vector<batch_timer> batch_timers;  ///< per batch, in write order
 
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<connection>> idle_readers;
@@ -1027,38 +1058,14 @@ struct sqlite_journal::impl {
     for (std::size_t r = 0; r < w.events.size(); ++r)
       batch_events.push_back({&w.events[r], stream.stream_id, seq + r, current_write});
     seq += w.events.size();
-    if (w.cancel_all_timers) {
-      auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ?");
-      if (!del)
-        return fail(del.error());
-      (*del)->bind(1, w.persistence_id);
-      if (step(**del, "cancelling all timers", persistence_errc::internal,
-               [] { return std::string{"timer"}; }, batch_err))
-        return stopped();
-    }
-    if (!w.timers_to_cancel.empty()) {
-      auto del = writer.prepare("DELETE FROM timers WHERE persistence_id = ? AND name = ?");
-      if (!del)
-        return fail(del.error());
-      for (const auto& t : w.timers_to_cancel) {
-        (*del)->bind(1, w.persistence_id).bind(2, t.name);
-        if (step(**del, "cancelling timer", persistence_errc::internal,
-                 [] { return std::string{"timer"}; }, batch_err))
-          return stopped();
-      }
-    }
-    if (!w.timers_to_set.empty()) {
-      auto ins = writer.prepare("INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload)"
-                                " VALUES (?, ?, ?, ?)");
-      if (!ins)
-        return fail(ins.error());
-      for (const auto& t : w.timers_to_set) {
-        (*ins)->bind(1, w.persistence_id).bind(2, t.name).bind(3, t.due_ms).bind(4, t.payload_json);
-        if (step(**ins, "setting timer", persistence_errc::internal,
-                 [] { return std::string{"timer"}; }, batch_err))
-          return stopped();
-      }
-    }
+    // Timer changes are queued as well, in the order a write states them (all, then
+    // named cancels, then sets); insert_batch_timers runs them in queue order.
+    if (w.cancel_all_timers)
+      batch_timers.push_back({timer_op::cancel_all, &w.persistence_id, nullptr});
+    for (const auto& t : w.timers_to_cancel)
+      batch_timers.push_back({timer_op::cancel, &w.persistence_id, &t.name});
+    for (const auto& t : w.timers_to_set)
+      batch_timers.push_back({timer_op::set, &w.persistence_id, &t});
     stream.highest = seq - 1;
     if (last_entry->gen != gen) {
       last_entry->gen = gen;
@@ -1143,6 +1150,51 @@ struct sqlite_journal::impl {
     return {};
   }
 
+  /// Runs the batch's timer changes in queue order. Consecutive changes of one kind share
+  /// a statement (up to max_rows_per_insert): sets one INSERT OR REPLACE, whose later rows
+  /// replace earlier ones of the same key as single statements would, and named cancels one
+  /// DELETE with an OR of primary-key terms (each term a primary-key search). Nothing here
+  /// can be rejected; any error fails the batch.
+  caf::error insert_batch_timers() {
+    std::size_t i = 0;
+    while (i < batch_timers.size()) {
+      auto op = batch_timers[i].op;
+      auto n = std::size_t{1};
+      if (op != timer_op::cancel_all)
+        while (i + n < batch_timers.size() && n < max_rows_per_insert
+               && batch_timers[i + n].op == op)
+          ++n;
+      const char* sql = op == timer_op::cancel_all ? "DELETE FROM timers WHERE persistence_id = ?"
+                        : op == timer_op::cancel   ? delete_timers_sql(n)
+                                                   : insert_timers_sql(n);
+      auto st = writer.prepare(sql);
+      if (!st)
+        return st.error();
+      auto& s = **st;
+      reset_guard guard{s};
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& t = batch_timers[i + r];
+        if (op == timer_op::cancel_all) {
+          s.bind(1, *t.persistence_id);
+        } else if (op == timer_op::cancel) {
+          auto b = static_cast<int>(2 * r);
+          s.bind(b + 1, *t.persistence_id).bind(b + 2, *static_cast<const std::string*>(t.what));
+        } else {
+          const auto& set = *static_cast<const timer_set*>(t.what);
+          auto b = static_cast<int>(4 * r);
+          s.bind(b + 1, *t.persistence_id).bind(b + 2, set.name).bind(b + 3, set.due_ms)
+            .bind(b + 4, set.payload_json);
+        }
+      }
+      auto rc = s.step();
+      if (rc != SQLITE_DONE)
+        return translate(rc, writer.handle(),
+                         op == timer_op::set ? "setting timers" : "cancelling timers");
+      i += n;
+    }
+    return {};
+  }
+
   /// Rolls back whatever is open after a failure; SQLite may already have done so.
   void rollback() {
     if (sqlite3_get_autocommit(writer.handle()) == 0)
@@ -1162,6 +1214,7 @@ struct sqlite_journal::impl {
     ++gen;
     touched.clear();
     batch_events.clear();
+    batch_timers.clear();
     if (!batch_err) {
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         if (auto* removal = std::get_if<outbox_removal>(&jobs[i])) {
@@ -1184,7 +1237,10 @@ struct sqlite_journal::impl {
     }
     if (!batch_err && !batch_events.empty())
       batch_err = insert_batch_events(ts);
+    if (!batch_err && !batch_timers.empty())
+      batch_err = insert_batch_timers();
     batch_events.clear();
+    batch_timers.clear();
     if (!batch_err)
       batch_err = writer.exec("COMMIT");
     if (batch_err) {
