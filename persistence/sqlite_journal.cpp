@@ -497,6 +497,13 @@ const char* insert_outbox_sql(std::size_t rows) {
   return sql(rows);
 }
 
+const char* insert_processed_sql(std::size_t rows) {
+  static const multi_row_sql sql{
+    "INSERT INTO processed_messages (stream_id, message_id, processed_at, rejection) VALUES ",
+    "(?, ?, ?, ?)"};
+  return sql(rows);
+}
+
 const char* insert_timers_sql(std::size_t rows) {
   static const multi_row_sql sql{
     "INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload) VALUES ",
@@ -648,6 +655,22 @@ struct sqlite_journal::impl {
     const void* what;  ///< cancel: the name (std::string); set: the timer_set; else null
   };
   std::vector<batch_timer> batch_timers;  ///< per batch, in write order
+  /// Processed-message and outbox rows of this batch waiting for insert_batch_messages
+  /// (optimistic batches only, see commit_batch).
+  struct batch_processed {
+    std::int64_t stream_id;
+    const std::string* message_id;
+    const std::string* rejection;  ///< null: accepted
+  };
+  struct batch_outbox {
+    const outbox_message* message;
+    std::int64_t stream_id;
+  };
+  std::vector<batch_processed> batch_processed_rows;
+  std::vector<batch_outbox> batch_outbox_rows;
+  /// True while a batch runs optimistically: processed-message and outbox rows are queued
+  /// for the batch's end instead of inserted one write at a time.
+  bool optimistic = false;
 
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<connection>> idle_readers;
@@ -998,7 +1021,17 @@ struct sqlite_journal::impl {
       stream.stream_id = sqlite3_last_insert_rowid(db);
       created_stream = true;
     }
-    if (w.processed_message_id) {
+    if (optimistic) {
+      // Checked together at the batch's end (insert_batch_messages); a refusal there runs
+      // the batch again one write at a time, through the code below.
+      if (w.processed_message_id)
+        batch_processed_rows.push_back(
+          {stream.stream_id, &*w.processed_message_id,
+           w.processed_rejection ? &*w.processed_rejection : nullptr});
+      for (const auto& m : w.outbox)
+        batch_outbox_rows.push_back({&m, stream.stream_id});
+    }
+    if (w.processed_message_id && !optimistic) {
       auto ins = writer.prepare("INSERT INTO processed_messages (stream_id, message_id,"
                                 " processed_at, rejection) VALUES (?, ?, ?, ?)");
       if (!ins)
@@ -1019,7 +1052,8 @@ struct sqlite_journal::impl {
     // Outbox messages in multi-row INSERTs. A refused one (its id is pending, I13) is
     // the write's rejection: what the write stored so far is deleted again (I2).
     std::int64_t first_outbox_seq = 0;
-    for (std::size_t first = 0; first < w.outbox.size(); first += max_rows_per_insert) {
+    for (std::size_t first = 0; !optimistic && first < w.outbox.size();
+         first += max_rows_per_insert) {
       auto n = std::min(max_rows_per_insert, w.outbox.size() - first);
       auto ins = writer.prepare(insert_outbox_sql(n));
       if (!ins)
@@ -1150,6 +1184,58 @@ struct sqlite_journal::impl {
     return {};
   }
 
+  /// Inserts the processed-message rows, then the outbox rows, that an optimistic batch
+  /// queued, in write order, up to max_rows_per_insert per statement. A constraint
+  /// violation (a duplicate delivery, a reused outbox id: a write's rejection) sets
+  /// `refused`: the caller rolls back and runs the batch again one write at a time.
+  caf::error insert_batch_messages(time_ms ts, bool& refused) {
+    auto run = [&](std::size_t rows, const char* (*sql)(std::size_t), std::string_view what,
+                   auto bind) -> caf::error {
+      for (std::size_t first = 0; first < rows; first += max_rows_per_insert) {
+        auto n = std::min(max_rows_per_insert, rows - first);
+        auto ins = writer.prepare(sql(n));
+        if (!ins)
+          return ins.error();
+        auto& st = **ins;
+        reset_guard guard{st};
+        bind(st, first, n);
+        auto rc = st.step();
+        if (is_constraint(rc)) {
+          refused = true;
+          return translate(rc, writer.handle(), what);
+        }
+        if (rc != SQLITE_DONE)
+          return translate(rc, writer.handle(), what);
+      }
+      return {};
+    };
+    auto err = run(batch_processed_rows.size(), insert_processed_sql,
+                   "recording processed messages",
+                   [&](statement& st, std::size_t first, std::size_t n) {
+                     for (std::size_t r = 0; r < n; ++r) {
+                       const auto& row = batch_processed_rows[first + r];
+                       auto b = static_cast<int>(4 * r);
+                       st.bind(b + 1, row.stream_id).bind(b + 2, *row.message_id).bind(b + 3, ts);
+                       if (row.rejection)
+                         st.bind(b + 4, *row.rejection);
+                       else
+                         st.bind_null(b + 4);
+                     }
+                   });
+    if (err)
+      return err;
+    return run(batch_outbox_rows.size(), insert_outbox_sql, "queueing outbox messages",
+               [&](statement& st, std::size_t first, std::size_t n) {
+                 for (std::size_t r = 0; r < n; ++r) {
+                   const auto& row = batch_outbox_rows[first + r];
+                   const auto& m = *row.message;
+                   auto b = static_cast<int>(5 * r);
+                   st.bind(b + 1, m.message_id).bind(b + 2, row.stream_id)
+                     .bind(b + 3, m.destination).bind(b + 4, m.payload_json).bind(b + 5, ts);
+                 }
+               });
+  }
+
   /// Runs the batch's timer changes in queue order. Consecutive changes of one kind share
   /// a statement (up to max_rows_per_insert): sets one INSERT OR REPLACE, whose later rows
   /// replace earlier ones of the same key as single statements would, and named cancels one
@@ -1205,6 +1291,20 @@ struct sqlite_journal::impl {
   /// transaction, each acknowledged only after COMMIT returned. A rejection fails alone;
   /// a failure fails the whole batch.
   void commit_batch(std::span<job> jobs) {
+    // Optimistic first: the processed-message and outbox rows of all writes go in
+    // together at the end. Only a duplicate delivery or a reused outbox id refuses them;
+    // then the batch is rolled back and run again one write at a time, which finds the
+    // writes to reject (I2).
+    if (!run_batch(jobs, true))
+      (void) run_batch(jobs, false);
+  }
+
+  /// One attempt at a batch (see commit_batch). Returns false, having rolled back and
+  /// acknowledged nothing, only when an optimistic attempt was refused.
+  bool run_batch(std::span<job> jobs, bool optimistic_attempt) {
+    optimistic = optimistic_attempt;
+    batch_processed_rows.clear();
+    batch_outbox_rows.clear();
     auto ts = now();
     results.clear();
     results.reserve(jobs.size());
@@ -1235,6 +1335,20 @@ struct sqlite_journal::impl {
         results.push_back(std::move(out.result));
       }
     }
+    bool refused = false;
+    if (!batch_err && optimistic)
+      batch_err = insert_batch_messages(ts, refused);
+    optimistic = false;
+    batch_processed_rows.clear();
+    batch_outbox_rows.clear();
+    if (refused) {
+      rollback();
+      touched.clear();  // the cache's committed states still hold; the overlay is dropped
+      ++gen;
+      batch_events.clear();
+      batch_timers.clear();
+      return false;
+    }
     if (!batch_err && !batch_events.empty())
       batch_err = insert_batch_events(ts);
     if (!batch_err && !batch_timers.empty())
@@ -1256,7 +1370,7 @@ struct sqlite_journal::impl {
         else
           acknowledge(jobs[i], batch_err);
       }
-      return;
+      return true;
     }
     for (auto* e : touched)
       e->committed = e->pending;
@@ -1271,6 +1385,7 @@ struct sqlite_journal::impl {
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < jobs.size(); ++i)
       acknowledge(jobs[i], std::move(results[i]));
+    return true;
   }
 
   /// Frees the write's memory before its callback: a caller that writes again from the

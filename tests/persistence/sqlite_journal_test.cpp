@@ -808,3 +808,58 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a first write creates its stre
   CHECK(query_text("SELECT count(*) FROM streams WHERE persistence_id = 'twice'") == "0");
   CHECK(query_text("SELECT count(*) FROM streams") == "4");
 }
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a batch whose messages are refused at its end "
+                                 "is run again one write at a time",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  auto first = write_for("known", 1, 1);
+  first.processed_message_id = "msg-known";
+  first.outbox = {outbox_message{"out-pending", "sink/1", "{}"}};
+  store(*j, std::move(first));
+  // Processed-message and outbox rows of a batch go in together at its end; the duplicate
+  // and the reused id below refuse them, and the batch runs again write by write.
+  std::vector<atomic_write> writes;
+  auto n1 = write_for("new-1", 1, 2);
+  n1.processed_message_id = "msg-a";
+  n1.outbox = {outbox_message{"out-a1", "sink/1", R"({"k":1})"},
+               outbox_message{"out-a2", "sink/2", R"({"k":2})"}};
+  writes.push_back(std::move(n1));
+  auto dup = write_for("known", 2, 1);
+  dup.processed_message_id = "msg-known";  // already processed: duplicate_message
+  writes.push_back(std::move(dup));
+  auto reuse = write_for("new-2", 1, 1);
+  reuse.outbox = {outbox_message{"out-pending", "sink/3", "{}"}};  // pending: refused
+  writes.push_back(std::move(reuse));
+  auto n3 = write_for("new-3", 1, 1);
+  n3.processed_message_id = "msg-a";  // the same id for another id: accepted
+  n3.outbox = {outbox_message{"out-c", "sink/1", "{}"}};
+  writes.push_back(std::move(n3));
+  auto results = write_together(*j, std::move(writes));
+  REQUIRE(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(persistence_code(results[1].error()) == errc::duplicate_message);
+  REQUIRE_FALSE(results[2]);
+  CHECK(persistence_code(results[2].error()) == errc::invalid_argument);
+  REQUIRE(results[3]);
+  CHECK(seqs(*j, "new-1") == std::vector<sequence_nr>{1, 2});
+  CHECK(seqs(*j, "known") == std::vector<sequence_nr>{1});
+  CHECK(seqs(*j, "new-2").empty());
+  CHECK(seqs(*j, "new-3") == std::vector<sequence_nr>{1});
+  auto processed = [&](std::string_view id, std::string_view msg) {
+    auto r = j->is_processed(id, msg);
+    REQUIRE(r);
+    return *r;
+  };
+  CHECK(processed("new-1", "msg-a"));
+  CHECK(processed("new-3", "msg-a"));
+  auto pending = j->outbox_pending(0, 100);
+  REQUIRE(pending);
+  std::vector<std::string> ids;
+  for (const auto& row : *pending)
+    ids.push_back(row.message_id);
+  CHECK(ids == std::vector<std::string>{"out-pending", "out-a1", "out-a2", "out-c"});
+  // The rejected write left no stream row behind.
+  j.reset();
+  CHECK(query_text("SELECT count(*) FROM streams WHERE persistence_id = 'new-2'") == "0");
+}
