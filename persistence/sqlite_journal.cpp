@@ -886,15 +886,16 @@ struct sqlite_journal::impl {
           + " but the highest stored is " + std::to_string(stream->highest)),
               false};
     // I2 without savepoints: with one writer (I8) only two kinds of statement can be
-    // rejected, the processed-message insert (a duplicate delivery) and an outbox insert (a
-    // reused message id). The processed-message insert is the write's first change, or
-    // comes right after a new stream's row, where it cannot conflict (no row refers to a
-    // stream_id just assigned); SQLite's statement atomicity undoes a rejected one. The
-    // outbox rows go in next; if one is refused, store_parts deletes what the write stored
-    // before it (the rare path; ids the runtime makes never repeat). Events cannot conflict
-    // after the sequence check above (I1), tags are INSERT OR IGNORE, timers are upserts
-    // and deletes. Should a statement be rejected after a change all the same (a foreign
-    // writer breaking I8), the write cannot be undone alone and the batch fails below.
+    // rejected, the processed-message insert (a duplicate delivery) and an outbox insert
+    // (a reused message id). In an optimistic batch both are queued for the batch's end
+    // (commit_batch). In the one-write-at-a-time run, the processed-message insert is the
+    // write's first change, or comes right after a new stream's row, where it cannot
+    // conflict (no row refers to a stream_id just assigned), so SQLite's statement
+    // atomicity undoes a rejected one; the outbox rows go in next, and if one is refused,
+    // store_parts deletes what the write stored before it. Events, tags and timer changes
+    // are queued for the batch's end: nothing can reject them. Should a statement be
+    // rejected after a change all the same (a foreign writer breaking I8), the write
+    // cannot be undone alone and the batch fails below.
     caf::error rejection;
     auto outcome = store_parts(w, ts, *stream, created, rejection, clean_at);
     if (rejection && !outcome.batch_failed && sqlite3_total_changes64(db) != clean_at) {
