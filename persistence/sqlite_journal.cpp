@@ -381,11 +381,11 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
 // -- single-writer lock (I8) -------------------------------------------------------
 
 /// `item` `n` times, separated by ", ": the parameter lists of multi-row statements.
-std::string repeated_list(std::string_view item, std::size_t n) {
+std::string repeated_list(std::string_view item, std::size_t n, std::string_view sep = ", ") {
   std::string out;
   for (std::size_t i = 0; i < n; ++i) {
     if (i > 0)
-      out += ", ";
+      out += sep;
     out += item;
   }
   return out;
@@ -465,13 +465,14 @@ const char* const insert_stream_sql = "INSERT INTO streams (persistence_id) VALU
 /// Rows per multi-row INSERT of events, event tags and outbox messages.
 constexpr std::size_t max_rows_per_insert = 32;
 
-/// "<head>(row), (row), ..." for 1 to max_rows_per_insert rows. The strings live as long
-/// as the program: prepared statements are cached by the address of their SQL.
+/// "<head>(row), (row), ..." (or another separator) for 1 to max_rows_per_insert rows. The
+/// strings live as long as the program: prepared statements are cached by the address of
+/// their SQL.
 class multi_row_sql {
 public:
-  multi_row_sql(std::string_view head, std::string_view row) {
+  multi_row_sql(std::string_view head, std::string_view row, std::string_view sep = ", ") {
     for (std::size_t n = 1; n <= max_rows_per_insert; ++n)
-      sql_[n - 1] = std::string{head} + repeated_list(row, n);
+      sql_[n - 1] = std::string{head} + repeated_list(row, n, sep);
   }
   const char* operator()(std::size_t rows) const { return sql_[rows - 1].c_str(); }
 
@@ -482,58 +483,31 @@ private:
 /// OR FAIL: a conflict stops the statement without undoing its earlier rows, so SQLite
 /// keeps no statement journal (a copy of every page the statement changes). Events go in
 /// at the end of the batch, where any error fails and rolls back the whole batch (I2).
-const char* insert_events_sql(std::size_t rows) {
-  static const multi_row_sql sql{
-    "INSERT OR FAIL INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
-    " VALUES ",
-    "(?, ?, ?, ?, ?, ?, ?)"};
-  return sql(rows);
-}
+const multi_row_sql insert_events_sql{
+  "INSERT OR FAIL INTO events (stream_id, seq, type, schema_version, payload, tags, written_at)"
+  " VALUES ",
+  "(?, ?, ?, ?, ?, ?, ?)"};
 
-const char* insert_outbox_sql(std::size_t rows) {
-  static const multi_row_sql sql{
-    "INSERT INTO outbox (message_id, stream_id, destination, payload, created_at) VALUES ",
-    "(?, ?, ?, ?, ?)"};
-  return sql(rows);
-}
+const multi_row_sql insert_tags_sql{"INSERT OR IGNORE INTO event_tags (tag, position) VALUES ",
+                                    "(?, ?)"};
 
-const char* insert_processed_sql(std::size_t rows) {
-  static const multi_row_sql sql{
-    "INSERT INTO processed_messages (stream_id, message_id, processed_at, rejection) VALUES ",
-    "(?, ?, ?, ?)"};
-  return sql(rows);
-}
+const multi_row_sql insert_outbox_sql{
+  "INSERT INTO outbox (message_id, stream_id, destination, payload, created_at) VALUES ",
+  "(?, ?, ?, ?, ?)"};
 
-const char* insert_timers_sql(std::size_t rows) {
-  static const multi_row_sql sql{
-    "INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload) VALUES ",
-    "(?, ?, ?, ?)"};
-  return sql(rows);
-}
+const multi_row_sql insert_processed_sql{
+  "INSERT INTO processed_messages (stream_id, message_id, processed_at, rejection) VALUES ",
+  "(?, ?, ?, ?)"};
+
+const multi_row_sql insert_timers_sql{
+  "INSERT OR REPLACE INTO timers (persistence_id, name, due_at, payload) VALUES ",
+  "(?, ?, ?, ?)"};
 
 /// Named timer cancels: an OR of primary-key terms, which SQLite runs as one primary-key
 /// search per term (a row-value IN over VALUES would scan the table).
-const char* delete_timers_sql(std::size_t rows) {
-  static const auto sql = [] {
-    std::array<std::string, max_rows_per_insert> out;
-    std::string where;
-    for (std::size_t n = 1; n <= max_rows_per_insert; ++n) {
-      where += n == 1 ? "" : " OR ";
-      where += "(persistence_id = ? AND name = ?)";
-      out[n - 1] = "DELETE FROM timers WHERE " + where;
-    }
-    return out;
-  }();
-  return sql[rows - 1].c_str();
-}
+const multi_row_sql delete_timers_sql{"DELETE FROM timers WHERE ",
+                                      "(persistence_id = ? AND name = ?)", " OR "};
 
-const char* insert_tags_sql(std::size_t rows) {
-  static const multi_row_sql sql{"INSERT OR IGNORE INTO event_tags (tag, position) VALUES ",
-                                 "(?, ?)"};
-  return sql(rows);
-}
-
-/// The tags column: a JSON array of strings, written straight into the string.
 std::string encode_tags(const std::vector<std::string>& tags) {
   std::string out = "[";
   for (const auto& t : tags) {
@@ -1165,10 +1139,11 @@ struct sqlite_journal::impl {
 
   /// Stores `rows` rows with the multi-row statements `sql(n)`, up to max_rows_per_insert
   /// per statement: `bind(statement, first, n)` binds rows first..first+n-1, and
-  /// `stored(first, n, last_rowid)` runs after each statement. Any error fails the batch.
+  /// `stored(first, n, last_rowid)` runs after each statement. Any error fails the batch;
+  /// with `refused`, a constraint violation also sets it.
   template <class Bind, class Stored>
-  caf::error insert_rows(std::size_t rows, const char* (*sql)(std::size_t), std::string_view what,
-                         Bind bind, Stored stored) {
+  caf::error insert_rows(std::size_t rows, const multi_row_sql& sql, std::string_view what,
+                         Bind bind, Stored stored, bool* refused = nullptr) {
     for (std::size_t first = 0; first < rows; first += max_rows_per_insert) {
       auto n = std::min(max_rows_per_insert, rows - first);
       auto ins = writer.prepare(sql(n));
@@ -1178,6 +1153,8 @@ struct sqlite_journal::impl {
       reset_guard guard{st};
       bind(st, first, n);
       auto rc = st.step();
+      if (refused && is_constraint(rc))
+        *refused = true;
       if (rc != SQLITE_DONE)
         return translate(rc, writer.handle(), what);
       stored(first, n, sqlite3_last_insert_rowid(writer.handle()));
@@ -1190,51 +1167,32 @@ struct sqlite_journal::impl {
   /// violation (a duplicate delivery, a reused outbox id: a write's rejection) sets
   /// `refused`: the caller rolls back and runs the batch again one write at a time.
   caf::error insert_batch_messages(time_ms ts, bool& refused) {
-    auto run = [&](std::size_t rows, const char* (*sql)(std::size_t), std::string_view what,
-                   auto bind) -> caf::error {
-      for (std::size_t first = 0; first < rows; first += max_rows_per_insert) {
-        auto n = std::min(max_rows_per_insert, rows - first);
-        auto ins = writer.prepare(sql(n));
-        if (!ins)
-          return ins.error();
-        auto& st = **ins;
-        reset_guard guard{st};
-        bind(st, first, n);
-        auto rc = st.step();
-        if (is_constraint(rc)) {
-          refused = true;
-          return translate(rc, writer.handle(), what);
-        }
-        if (rc != SQLITE_DONE)
-          return translate(rc, writer.handle(), what);
+    auto none = [](std::size_t, std::size_t, std::int64_t) {};
+    auto bind_processed = [&](statement& st, std::size_t first, std::size_t n) {
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& row = batch_processed_rows[first + r];
+        auto b = static_cast<int>(4 * r);
+        st.bind(b + 1, row.stream_id).bind(b + 2, *row.message_id).bind(b + 3, ts);
+        if (row.rejection)
+          st.bind(b + 4, *row.rejection);
+        else
+          st.bind_null(b + 4);
       }
-      return {};
     };
-    auto err = run(batch_processed_rows.size(), insert_processed_sql,
-                   "recording processed messages",
-                   [&](statement& st, std::size_t first, std::size_t n) {
-                     for (std::size_t r = 0; r < n; ++r) {
-                       const auto& row = batch_processed_rows[first + r];
-                       auto b = static_cast<int>(4 * r);
-                       st.bind(b + 1, row.stream_id).bind(b + 2, *row.message_id).bind(b + 3, ts);
-                       if (row.rejection)
-                         st.bind(b + 4, *row.rejection);
-                       else
-                         st.bind_null(b + 4);
-                     }
-                   });
-    if (err)
+    auto bind_outbox = [&](statement& st, std::size_t first, std::size_t n) {
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& row = batch_outbox_rows[first + r];
+        const auto& m = *row.message;
+        auto b = static_cast<int>(5 * r);
+        st.bind(b + 1, m.message_id).bind(b + 2, row.stream_id).bind(b + 3, m.destination)
+          .bind(b + 4, m.payload_json).bind(b + 5, ts);
+      }
+    };
+    if (auto err = insert_rows(batch_processed_rows.size(), insert_processed_sql,
+                               "recording processed messages", bind_processed, none, &refused))
       return err;
-    return run(batch_outbox_rows.size(), insert_outbox_sql, "queueing outbox messages",
-               [&](statement& st, std::size_t first, std::size_t n) {
-                 for (std::size_t r = 0; r < n; ++r) {
-                   const auto& row = batch_outbox_rows[first + r];
-                   const auto& m = *row.message;
-                   auto b = static_cast<int>(5 * r);
-                   st.bind(b + 1, m.message_id).bind(b + 2, row.stream_id)
-                     .bind(b + 3, m.destination).bind(b + 4, m.payload_json).bind(b + 5, ts);
-                 }
-               });
+    return insert_rows(batch_outbox_rows.size(), insert_outbox_sql, "queueing outbox messages",
+                       bind_outbox, none, &refused);
   }
 
   /// Runs the batch's timer changes in queue order. Consecutive changes of one kind share
