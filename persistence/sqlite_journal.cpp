@@ -616,17 +616,17 @@ struct sqlite_journal::impl {
     const new_event* event;
     std::int64_t stream_id;
     sequence_nr seq;
-    std::size_t write;  ///< index into `results`
+    std::size_t write;  ///< index into `results` (the writes stored before it)
   };
   std::vector<batch_event> batch_events;  ///< per batch, in write order; kept for its capacity
-  std::size_t current_write = 0;          ///< index of the write store_write is storing
   std::vector<std::pair<const std::string*, std::int64_t>> batch_tags;  ///< (tag, position)
   /// A timer change of this batch waiting for insert_batch_timers.
   enum class timer_op { cancel_all, cancel, set };
   struct batch_timer {
     timer_op op;
     const std::string* persistence_id;
-    const void* what;  ///< cancel: the name (std::string); set: the timer_set; else null
+    const std::string* name = nullptr;  ///< cancel only
+    const timer_set* set = nullptr;     ///< set only
   };
   std::vector<batch_timer> batch_timers;  ///< per batch, in write order
   /// Processed-message and outbox rows of this batch waiting for insert_batch_messages
@@ -642,8 +642,8 @@ struct sqlite_journal::impl {
   };
   std::vector<batch_processed> batch_processed_rows;
   std::vector<batch_outbox> batch_outbox_rows;
-  /// True while a batch runs optimistically: processed-message and outbox rows are queued
-  /// for the batch's end instead of inserted one write at a time.
+  /// The mode of the batch attempt running (set by run_batch): when true, processed-message
+  /// and outbox rows are queued for the batch's end instead of inserted write by write.
   bool optimistic = false;
 
   std::mutex readers_mtx;
@@ -1007,15 +1007,13 @@ struct sqlite_journal::impl {
         batch_outbox_rows.push_back({&m, stream.stream_id});
     }
     if (w.processed_message_id && !optimistic) {
-      auto ins = writer.prepare("INSERT INTO processed_messages (stream_id, message_id,"
-                                " processed_at, rejection) VALUES (?, ?, ?, ?)");
+      auto ins = writer.prepare(insert_processed_sql(1));
       if (!ins)
         return fail(ins.error());
-      (*ins)->bind(1, stream.stream_id).bind(2, *w.processed_message_id).bind(3, ts);
-      if (w.processed_rejection)
-        (*ins)->bind(4, *w.processed_rejection);
-      else
-        (*ins)->bind_null(4);
+      bind_processed_row(**ins, 0,
+                         {stream.stream_id, &*w.processed_message_id,
+                          w.processed_rejection ? &*w.processed_rejection : nullptr},
+                         ts);
       if (step(**ins, "recording processed message", persistence_errc::duplicate_message,
                [&] {
                  return "message '" + *w.processed_message_id + "' was already processed by '"
@@ -1034,12 +1032,8 @@ struct sqlite_journal::impl {
       if (!ins)
         return fail(ins.error());
       auto& st = **ins;
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& m = w.outbox[first + r];
-        auto b = static_cast<int>(5 * r);
-        st.bind(b + 1, m.message_id).bind(b + 2, stream.stream_id).bind(b + 3, m.destination)
-          .bind(b + 4, m.payload_json).bind(b + 5, ts);
-      }
+      for (std::size_t r = 0; r < n; ++r)
+        bind_outbox_row(st, r, {&w.outbox[first + r], stream.stream_id}, ts);
       if (step(st, "queueing outbox messages", persistence_errc::invalid_argument,
                [] { return std::string{}; }, batch_err)) {
         if (batch_err)
@@ -1065,16 +1059,16 @@ struct sqlite_journal::impl {
     // sequence is checked (I1), so a write that got this far is stored whole with its batch
     // or the batch fails (I2).
     for (std::size_t r = 0; r < w.events.size(); ++r)
-      batch_events.push_back({&w.events[r], stream.stream_id, seq + r, current_write});
+      batch_events.push_back({&w.events[r], stream.stream_id, seq + r, results.size()});
     seq += w.events.size();
     // Timer changes are queued as well, in the order a write states them (all, then
     // named cancels, then sets); insert_batch_timers runs them in queue order.
     if (w.cancel_all_timers)
-      batch_timers.push_back({timer_op::cancel_all, &w.persistence_id, nullptr});
+      batch_timers.push_back({timer_op::cancel_all, &w.persistence_id});
     for (const auto& t : w.timers_to_cancel)
       batch_timers.push_back({timer_op::cancel, &w.persistence_id, &t.name});
     for (const auto& t : w.timers_to_set)
-      batch_timers.push_back({timer_op::set, &w.persistence_id, &t});
+      batch_timers.push_back({timer_op::set, &w.persistence_id, nullptr, &t});
     stream.highest = seq - 1;
     if (last_entry->gen != gen) {
       last_entry->gen = gen;
@@ -1162,6 +1156,25 @@ struct sqlite_journal::impl {
     return {};
   }
 
+  /// Binds `row` as row `r` of insert_processed_sql.
+  static void bind_processed_row(statement& st, std::size_t r, const batch_processed& row,
+                                 time_ms ts) {
+    auto b = static_cast<int>(4 * r);
+    st.bind(b + 1, row.stream_id).bind(b + 2, *row.message_id).bind(b + 3, ts);
+    if (row.rejection)
+      st.bind(b + 4, *row.rejection);
+    else
+      st.bind_null(b + 4);
+  }
+
+  /// Binds `row` as row `r` of insert_outbox_sql.
+  static void bind_outbox_row(statement& st, std::size_t r, const batch_outbox& row, time_ms ts) {
+    const auto& m = *row.message;
+    auto b = static_cast<int>(5 * r);
+    st.bind(b + 1, m.message_id).bind(b + 2, row.stream_id).bind(b + 3, m.destination)
+      .bind(b + 4, m.payload_json).bind(b + 5, ts);
+  }
+
   /// Inserts the processed-message rows, then the outbox rows, that an optimistic batch
   /// queued, in write order, up to max_rows_per_insert per statement. A constraint
   /// violation (a duplicate delivery, a reused outbox id: a write's rejection) sets
@@ -1169,24 +1182,12 @@ struct sqlite_journal::impl {
   caf::error insert_batch_messages(time_ms ts, bool& refused) {
     auto none = [](std::size_t, std::size_t, std::int64_t) {};
     auto bind_processed = [&](statement& st, std::size_t first, std::size_t n) {
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& row = batch_processed_rows[first + r];
-        auto b = static_cast<int>(4 * r);
-        st.bind(b + 1, row.stream_id).bind(b + 2, *row.message_id).bind(b + 3, ts);
-        if (row.rejection)
-          st.bind(b + 4, *row.rejection);
-        else
-          st.bind_null(b + 4);
-      }
+      for (std::size_t r = 0; r < n; ++r)
+        bind_processed_row(st, r, batch_processed_rows[first + r], ts);
     };
     auto bind_outbox = [&](statement& st, std::size_t first, std::size_t n) {
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& row = batch_outbox_rows[first + r];
-        const auto& m = *row.message;
-        auto b = static_cast<int>(5 * r);
-        st.bind(b + 1, m.message_id).bind(b + 2, row.stream_id).bind(b + 3, m.destination)
-          .bind(b + 4, m.payload_json).bind(b + 5, ts);
-      }
+      for (std::size_t r = 0; r < n; ++r)
+        bind_outbox_row(st, r, batch_outbox_rows[first + r], ts);
     };
     if (auto err = insert_rows(batch_processed_rows.size(), insert_processed_sql,
                                "recording processed messages", bind_processed, none, &refused))
@@ -1223,9 +1224,9 @@ struct sqlite_journal::impl {
           s.bind(1, *t.persistence_id);
         } else if (op == timer_op::cancel) {
           auto b = static_cast<int>(2 * r);
-          s.bind(b + 1, *t.persistence_id).bind(b + 2, *static_cast<const std::string*>(t.what));
+          s.bind(b + 1, *t.persistence_id).bind(b + 2, *t.name);
         } else {
-          const auto& set = *static_cast<const timer_set*>(t.what);
+          const auto& set = *t.set;
           auto b = static_cast<int>(4 * r);
           s.bind(b + 1, *t.persistence_id).bind(b + 2, set.name).bind(b + 3, set.due_ms)
             .bind(b + 4, set.payload_json);
@@ -1285,7 +1286,6 @@ struct sqlite_journal::impl {
           results.emplace_back(write_result{});
           continue;
         }
-        current_write = results.size();
         auto out = store_write(*append_of(jobs[i]), ts);
         if (out.batch_failed) {
           batch_err = out.result.error();
@@ -1297,23 +1297,16 @@ struct sqlite_journal::impl {
     bool refused = false;
     if (!batch_err && optimistic)
       batch_err = insert_batch_messages(ts, refused);
-    optimistic = false;
-    batch_processed_rows.clear();
-    batch_outbox_rows.clear();
     if (refused) {
       rollback();
       touched.clear();  // the cache's committed states still hold; the overlay is dropped
       ++gen;
-      batch_events.clear();
-      batch_timers.clear();
-      return false;
+      return false;  // the next attempt starts with emptied queues
     }
     if (!batch_err && !batch_events.empty())
       batch_err = insert_batch_events(ts);
     if (!batch_err && !batch_timers.empty())
       batch_err = insert_batch_timers();
-    batch_events.clear();
-    batch_timers.clear();
     if (!batch_err)
       batch_err = writer.exec("COMMIT");
     if (batch_err) {
