@@ -720,6 +720,39 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
   st.supervisor = std::move(supervisor);
   st.outbox = std::move(outbox);
   st.scheduler = std::move(scheduler);
+  // An exception that escapes user code outside decide() (which restarts the instance),
+  // e.g. one that is not a std::exception thrown by apply during recovery, ends this
+  // activation. Everyone waiting on it gets an answer now instead of at their timeout;
+  // the supervisor forgets the activation (and takes back its recovery permit), so the
+  // next command starts a fresh recovery.
+  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& eptr) {
+    auto& s = self->state;
+    std::string what = "an exception that is not a std::exception";
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      what = std::string{"exception: "} + e.what();
+    } catch (...) {
+    }
+    auto err = make_actor_error(actor_errc::instance_failed,
+                                "'" + s.pid + "' ended by " + what + " outside decide ("
+                                  + (s.current == mode::recovering ? "while recovering"
+                                                                   : "after recovery")
+                                  + "); a write in flight may have been stored");
+    s.ctx->log->error("[{}] {}", s.pid, persistence::describe(err));
+    if (s.in_flight)
+      reply(s.in_flight->command.promise, err);
+    for (auto& pc : s.queue)
+      reply(pc.promise, err);
+    s.queue.clear();
+    for (auto& rp : s.status_waiters)
+      reply(rp, err);
+    s.status_waiters.clear();
+    for (auto& rp : s.drain_waiters)
+      reply(rp, caf::unit);  // nothing of it is left to drain
+    s.drain_waiters.clear();
+    return err;
+  });
   self->set_exit_handler([self](caf::exit_msg& msg) {
     // Shutting down: answer everything still queued, then quit.
     auto& s = self->state;

@@ -10,6 +10,7 @@
 #include <caf/scheduled_actor.hpp>
 #include <caf/skip.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace longhaul::actors {
@@ -47,11 +48,11 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
   // A free recovery permit goes with the spawn, which saves each cold activation a
   // request and its answer; when none is free the instance asks and waits in line.
   bool permit = st.waiting_for_permit.empty()
-                && st.recoveries < st.ctx->settings.max_concurrent_recoveries;
-  if (permit)
-    ++st.recoveries;
+                && st.permit_holders.size() < st.ctx->settings.max_concurrent_recoveries;
   auto child = self->spawn(persistent_entity_actor, st.ctx, st.types.at(type), pid,
                            caf::actor_addr{self->address()}, st.outbox, st.scheduler, permit);
+  if (permit)
+    st.permit_holders.push_back(child.address());
   self->monitor(child);
   ++st.activations;
   return st.instances.emplace(pid, supervisor_state::entry{child, 0}).first->second;
@@ -60,11 +61,28 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
 void grant_permits(self_ptr self) {
   auto& st = self->state;
   while (!st.waiting_for_permit.empty()
-         && st.recoveries < st.ctx->settings.max_concurrent_recoveries) {
-    ++st.recoveries;
-    st.waiting_for_permit.front().deliver(caf::unit);
+         && st.permit_holders.size() < st.ctx->settings.max_concurrent_recoveries) {
+    auto next = std::move(st.waiting_for_permit.front());
     st.waiting_for_permit.pop_front();
+    st.permit_holders.push_back(next.requester);
+    next.promise.deliver(caf::unit);
   }
+}
+
+/// Takes back the recovery permit of `holder` (finished, died or stopped) and of any
+/// request of it still waiting, then hands the permits on. A permit is counted per holder,
+/// so a second release of the same one (permit_done, then its down message) changes
+/// nothing, and an instance that dies holding one does not keep it forever.
+void release_permits_of(self_ptr self, const caf::actor_addr& holder) {
+  auto& st = self->state;
+  auto& holders = st.permit_holders;
+  if (auto it = std::find(holders.begin(), holders.end(), holder); it != holders.end())
+    holders.erase(it);
+  auto& waiting = st.waiting_for_permit;
+  waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                               [&](const auto& w) { return w.requester == holder; }),
+                waiting.end());
+  grant_permits(self);
 }
 
 /// State of a drain helper: drains the instances that were live when the drain began,
@@ -136,21 +154,22 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
         return;  // S1: a command is on its way; the entity will ask again when idle
       self->demonitor(it->second.actor);
       self->send(it->second.actor, stop_atom::value);
+      auto addr = it->second.actor.address();
       st.instances.erase(it);
       ++st.passivations;
+      release_permits_of(self, addr);  // an idle instance holds none; never leak one
     },
     [self](permit_atom) -> caf::result<caf::unit_t> {
       auto& st = self->state;
+      // Before make_response_promise(), which takes the sender out of the message.
+      auto requester = caf::actor_cast<caf::actor_addr>(self->current_sender());
       auto rp = self->make_response_promise();
-      st.waiting_for_permit.push_back(rp);
+      st.waiting_for_permit.push_back({std::move(requester), rp});
       grant_permits(self);
       return rp;
     },
     [self](permit_done_atom) {
-      auto& st = self->state;
-      if (st.recoveries > 0)
-        --st.recoveries;
-      grant_permits(self);
+      release_permits_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
     },
     [self](drain_atom) -> caf::result<caf::unit_t> {
       auto& st = self->state;
@@ -213,6 +232,7 @@ caf::behavior supervisor_actor(
         st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
                            persistence::describe(msg.reason));
         st.instances.erase(it);
+        release_permits_of(self, msg.source);
         return;
       }
     }
@@ -222,8 +242,8 @@ caf::behavior supervisor_actor(
     for (auto& [pid, e] : st.instances)
       self->send_exit(e.actor, msg.reason);
     st.instances.clear();
-    for (auto& rp : st.waiting_for_permit)
-      rp.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
+    for (auto& w : st.waiting_for_permit)
+      w.promise.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
     st.waiting_for_permit.clear();
     self->quit(msg.reason);
   });

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace longhaul::actors {
 
@@ -33,8 +34,15 @@ struct supervisor_state {
   std::unordered_map<std::string, entry> instances;  ///< live activations by persistence id
   caf::actor outbox;
   caf::actor scheduler;
-  std::size_t recoveries = 0;  ///< permits handed out
-  std::deque<caf::response_promise> waiting_for_permit;
+  /// Activations holding a recovery permit (at most max_concurrent_recoveries). A holder
+  /// that dies or stops without permit_done gives its permit back through the supervisor.
+  std::vector<caf::actor_addr> permit_holders;
+  struct permit_wait {
+    caf::actor_addr requester;
+    caf::response_promise promise;
+  };
+  /// Activations waiting for a permit, in arrival order; dead ones are dropped.
+  std::deque<permit_wait> waiting_for_permit;
   std::uint64_t activations = 0;
   std::uint64_t passivations = 0;
   /// Scratch space for the persistence id of the command being routed (see activation).

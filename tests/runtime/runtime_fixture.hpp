@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -210,6 +211,8 @@ public:
   longhaul::entity_settings account;   ///< settings of bank::account
   bool subscribe_review = true;        ///< subscribe review to account.large_deposit
   bool register_review = true;
+  /// Registers further entity types on each new runtime (before start()).
+  std::function<void(longhaul::runtime&)> register_more;
 
   /// The journal the runtime writes to (memory storage), kept across restarts.
   std::shared_ptr<longhaul::persistence::memory_journal> storage;
@@ -256,6 +259,8 @@ public:
     if (register_review)
       rt_->register_entity<bank::review>();
     rt_->register_entity<forwarder>();
+    if (register_more)
+      register_more(*rt_);
     if (subscribe_review)
       rt_->subscribe<bank::large_deposit_made>(
         "review", [](const bank::large_deposit_made&) { return std::string{"all"}; });

@@ -609,6 +609,94 @@ TEST_CASE("with max_concurrent_recoveries=1 many instances recovering at once al
   CHECK(b.live() == static_cast<std::uint64_t>(count));
 }
 
+namespace {
+
+struct ping {
+  static constexpr auto command_name = "ping";
+};
+BOOST_DESCRIBE_STRUCT(ping, (), ())
+
+struct pinged {
+  static constexpr auto event_name = "fragile.pinged";
+  static constexpr std::uint32_t schema_version = 1;
+};
+BOOST_DESCRIBE_STRUCT(pinged, (), ())
+
+struct fragile_state {
+  std::int64_t pings = 0;
+};
+BOOST_DESCRIBE_STRUCT(fragile_state, (), (pings))
+
+/// An entity type with a bug that is not a std::exception: recovering a stored event
+/// throws an int, which ends its actor instead of failing the instance. What matters
+/// here is what the supervisor does when an activation dies in the middle of recovery.
+struct fragile {
+  static constexpr auto type_name = "fragile";
+  using state = fragile_state;
+  using command = std::variant<ping>;
+  using event = std::variant<pinged>;
+  static longhaul::decision<event> decide(const state&, const command&) {
+    return longhaul::decision<event>{pinged{}};
+  }
+  static void apply(state&, const event&) { throw 42; }
+};
+
+/// A bank runtime that also registers `fragile`, with one recovery at a time.
+void with_fragile(bank_runtime& b) {
+  b.cfg.max_concurrent_recoveries = 1;
+  b.register_more = [](longhaul::runtime& rt) { rt.register_entity<fragile>(); };
+}
+
+void store_ping(bank_runtime& b, const std::string& id) {
+  write_raw_event(b.journal(), "fragile/" + id, "fragile.pinged", 1, "{}");
+}
+
+}  // namespace
+
+TEST_CASE("instances that die while recovering give their recovery permits back") {
+  bank_runtime b;
+  with_fragile(b);
+  b.start();
+  for (const auto* id : {"f1", "f2", "f3"}) {
+    INFO("fragile/" << id);
+    store_ping(b, id);
+    // Spawned with the only permit, then killed by apply while replaying its event.
+    // Its caller is answered at once, not at its timeout (here by CAF: the activation
+    // died recovering in its first step, before it took the command from its mailbox).
+    auto r = b.rt().ask("fragile", id, ping{});
+    INFO(text_of(r));
+    CHECK_FALSE(r);
+    CHECK(code_of(r) != "timeout");
+    CHECK(b.live() == 0);  // the dead activation is forgotten
+  }
+  // A new instance recovers too (an empty history still takes a permit).
+  b.open("a1");
+  CHECK(*b.deposit("a1", 5) == 5);
+}
+
+TEST_CASE("an instance that dies after waiting for a recovery permit passes it on") {
+  bank_runtime b;
+  with_fragile(b);
+  b.start();
+  b.open("k1");
+  b.open("k2");
+  store_ping(b, "f");
+  b.restart();
+  pending_asks asks{b.rt()};
+  asks.add("account", "k1", bank::deposit{1});  // spawned with the permit
+  asks.add("fragile", "f", ping{});             // waits, gets it, dies recovering
+  asks.add("account", "k2", bank::deposit{2});  // waits behind fragile/f
+  auto replies = asks.collect();
+  REQUIRE(replies.size() == 3);
+  CHECK(reply_int(replies[0]) == 1);
+  // The command waited in the activation's queue: it is answered with the reason.
+  CHECK(code_of(replies[1]) == "instance_failed");
+  CHECK_THAT(text_of(replies[1]), Catch::Contains("'fragile/f'")
+                                    && Catch::Contains("not a std::exception")
+                                    && Catch::Contains("while recovering"));
+  CHECK(reply_int(replies[2]) == 2);
+}
+
 // -- codecs and versioning --------------------------------------------------------------------
 
 TEST_CASE("an account.deposited stored at schema version 1 is upcast by the registered upcaster") {
