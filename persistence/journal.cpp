@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/serializer.hpp>
+#include <boost/json/value.hpp>
 
 #include <future>
 
@@ -49,6 +51,49 @@ bool is_valid_json(std::string_view text) noexcept {
   boost::json::error_code ec;
   auto n = p.write_some(false, text.data(), text.size(), ec);
   return !ec && n == text.size();
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.reserve(out.size() + text.size() + 2);
+  out += '"';
+  std::size_t plain = 0;  // start of the run of bytes copied as they are
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    out.append(text.data() + plain, i - plain);
+    plain = i + 1;
+    out += '\\';
+    switch (c) {
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case '\b': out += 'b'; break;
+      case '\f': out += 'f'; break;
+      case '\n': out += 'n'; break;
+      case '\r': out += 'r'; break;
+      case '\t': out += 't'; break;
+      default:
+        out += "u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xf];
+    }
+  }
+  out.append(text.data() + plain, text.size() - plain);
+  out += '"';
+}
+
+void append_json(std::string& out, const boost::json::value& v) {
+  boost::json::serializer sr;
+  sr.reset(&v);
+  while (!sr.done()) {
+    if (out.capacity() - out.size() < 256)
+      out.reserve(out.capacity() * 2 + 256);
+    auto used = out.size();
+    out.resize(out.capacity());
+    auto written = sr.read(out.data() + used, out.size() - used);
+    out.resize(used + written.size());
+  }
 }
 
 namespace {

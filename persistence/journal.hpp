@@ -17,6 +17,10 @@
 #include <string_view>
 #include <vector>
 
+namespace boost::json {
+class value;
+}
+
 namespace longhaul::persistence {
 
 /// Position of an event in one persistence id's stream; the first event is 1.
@@ -325,5 +329,12 @@ struct write_limits {
 
 /// True if `text` is one valid JSON value.
 [[nodiscard]] bool is_valid_json(std::string_view text) noexcept;
+
+/// Appends `text` to `out` as a JSON string: quoted, with `"`, `\` and control
+/// characters escaped and every other byte as it is (what boost::json::serialize writes).
+void append_json_string(std::string& out, std::string_view text);
+
+/// Appends `v` serialized as JSON to `out`, without a temporary string.
+void append_json(std::string& out, const boost::json::value& v);
 
 }  // namespace longhaul::persistence

@@ -513,7 +513,7 @@ std::string encode_tags(const std::vector<std::string>& tags) {
   for (const auto& t : tags) {
     if (out.size() > 1)
       out += ',';
-    out += boost::json::serialize(boost::json::string_view{t.data(), t.size()});
+    append_json_string(out, t);
   }
   out += ']';
   return out;

@@ -2,10 +2,14 @@
 // memory_journal, plus what only the in-memory journal promises (synchronous callbacks).
 #include "persistence/memory_journal.hpp"
 
+#include <boost/json.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -105,4 +109,34 @@ TEST_CASE("memory journal: configured write limits are enforced", "[journal][mem
   REQUIRE_FALSE(too_large);
   CHECK(persistence_code(too_large.error()) == persistence_errc::payload_too_large);
   CHECK(j.write_and_wait(one_event_write("eightbyt", 1)));
+}
+
+TEST_CASE("append_json_string and append_json write what boost::json::serialize writes",
+          "[journal][json]") {
+  std::string all_bytes;
+  for (int c = 1; c < 256; ++c)
+    all_bytes += static_cast<char>(c);
+  const std::vector<std::string> texts{"",
+                                       "plain",
+                                       "say \"hi\"",
+                                       "back\\slash",
+                                       "tab\there\nnew line\r\b\f",
+                                       std::string{"nul \0 inside", 12},
+                                       "\x01\x1f\x7f",
+                                       "caf\xc3\xa9 \xe2\x82\xac",
+                                       all_bytes};
+  for (const auto& t : texts) {
+    INFO("text of " << t.size() << " bytes");
+    std::string out = "prefix ";
+    append_json_string(out, t);
+    CHECK(out == "prefix " + boost::json::serialize(boost::json::string_view{t.data(), t.size()}));
+  }
+  boost::json::value v = {{"name", "order \"42\""},
+                          {"items", boost::json::array{1, 2.5, nullptr, true, all_bytes}},
+                          {"nested", {{"deep", {{"deeper", boost::json::array{}}}}}}};
+  for (std::size_t pad : {0, 1, 255, 4096}) {
+    std::string out(pad, 'x');
+    append_json(out, v);
+    CHECK(out == std::string(pad, 'x') + boost::json::serialize(v));
+  }
 }
