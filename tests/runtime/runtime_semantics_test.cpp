@@ -669,6 +669,11 @@ TEST_CASE("instances that die while recovering give their recovery permits back"
     CHECK(code_of(r) != "timeout");
     CHECK(b.live() == 0);  // the dead activation is forgotten
   }
+  // The next command activates a dead instance afresh (and this one dies again).
+  auto again = b.rt().ask("fragile", "f1", ping{});
+  CHECK_FALSE(again);
+  CHECK(code_of(again) != "timeout");
+  CHECK(b.live() == 0);
   // A new instance recovers too (an empty history still takes a permit).
   b.open("a1");
   CHECK(*b.deposit("a1", 5) == 5);
