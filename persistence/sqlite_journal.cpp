@@ -1024,32 +1024,37 @@ struct sqlite_journal::impl {
     }
     // Outbox messages in multi-row INSERTs. A refused one (its id is pending, I13) is
     // the write's rejection: what the write stored so far is deleted again (I2).
-    std::int64_t first_outbox_seq = 0;
-    for (std::size_t first = 0; !optimistic && first < w.outbox.size();
-         first += max_rows_per_insert) {
-      auto n = std::min(max_rows_per_insert, w.outbox.size() - first);
-      auto ins = writer.prepare(insert_outbox_sql(n));
-      if (!ins)
-        return fail(ins.error());
-      auto& st = **ins;
-      for (std::size_t r = 0; r < n; ++r)
-        bind_outbox_row(st, r, {&w.outbox[first + r], stream.stream_id}, ts);
-      if (step(st, "queueing outbox messages", persistence_errc::invalid_argument,
-               [] { return std::string{}; }, batch_err)) {
-        if (batch_err)
-          return stopped();
-        auto id = pending_outbox_id(std::span{w.outbox}.subspan(first, n));
+    if (!optimistic && !w.outbox.empty()) {
+      std::int64_t first_outbox_seq = 0;
+      std::size_t chunk_first = 0;  // the chunk of the statement that ran last
+      std::size_t chunk_rows = 0;
+      bool refused = false;
+      auto err = insert_rows(
+        w.outbox.size(), insert_outbox_sql, "queueing outbox messages",
+        [&](statement& st, std::size_t first, std::size_t n) {
+          chunk_first = first;
+          chunk_rows = n;
+          for (std::size_t r = 0; r < n; ++r)
+            bind_outbox_row(st, r, {&w.outbox[first + r], stream.stream_id}, ts);
+        },
+        [&](std::size_t first, std::size_t n, std::int64_t last) {
+          if (first == 0)
+            first_outbox_seq = last - static_cast<std::int64_t>(n - 1);
+        },
+        &refused);
+      if (err && !refused)
+        return fail(err);
+      if (refused) {
+        auto id = pending_outbox_id(std::span{w.outbox}.subspan(chunk_first, chunk_rows));
         if (!id)
           return fail(id.error());
         rejection = reused_outbox_id(*id);
-        if (auto err = undo_refused_write(w, stream.stream_id, created_stream,
-                                          w.processed_message_id.has_value(), first_outbox_seq))
-          return fail(err);
+        if (auto undo = undo_refused_write(w, stream.stream_id, created_stream,
+                                           w.processed_message_id.has_value(), first_outbox_seq))
+          return fail(undo);
         clean_at = sqlite3_total_changes64(db);
         return stopped();
       }
-      if (first == 0)
-        first_outbox_seq = sqlite3_last_insert_rowid(db) - static_cast<std::int64_t>(n - 1);
     }
     write_result result;
     result.written_at_ms = ts;
