@@ -315,6 +315,7 @@ void load_first_chunk(self_ptr self) {
 
 void start_recovery(self_ptr self) {
   auto& st = self->state;
+  st.presumed_new = false;
   st.current = mode::recovering;
   st.state = st.behavior->initial_state();
   st.highest = 0;
@@ -333,6 +334,29 @@ void start_recovery(self_ptr self) {
       load_first_chunk(self);
     },
     [self](caf::error&) { load_first_chunk(self); });
+}
+
+/// A command activated this instance (activation_start::presume_new): no read; the
+/// initial state is presumed, and the first command is decided at once. Most activations
+/// for a command are of new ids (an order's payment, shipment, ...), and each saves a
+/// permit, a journal read and two messages. What proves the presumption is the first
+/// write: it is stored only as a new stream (atomic_write::new_stream).
+void start_presumed_new(self_ptr self) {
+  auto& st = self->state;
+  st.state = st.behavior->initial_state();
+  st.highest = 0;
+  st.presumed_new = true;
+  st.current = mode::ready;
+  arm_passivation(self);
+}
+
+/// What a presumed-new instance decided for `pc` cannot be trusted (the id has a stream,
+/// or the decision was no new stream's first write): recover from the journal and decide
+/// `pc` again, before anything queued behind it. Nothing was stored or answered for it.
+void recover_then_decide(self_ptr self, entity_actor_state::pending_command pc) {
+  auto& st = self->state;
+  st.queue.push_front(std::move(pc));
+  start_recovery(self);  // asks the supervisor for a recovery permit first
 }
 
 /// Turns a decision into one atomic write (events + timers + outbox + processed id).
@@ -477,6 +501,11 @@ void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std:
 /// restarts (the next command waits, R1).
 bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
   auto& st = self->state;
+  if (st.presumed_new && (pc.cmd.name == resume_command || !pc.cmd.timer_name.empty())) {
+    // An incident or a timer belongs to a stored instance: recover before deciding.
+    recover_then_decide(self, std::move(pc));
+    return false;
+  }
   if (pc.cmd.name == resume_command) {
     if (st.incident.empty()) {
       reply(pc.promise, command_reply{std::nullopt, st.highest, false});
@@ -509,10 +538,23 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
   try {
     decided = st.behavior->decide(*st.state, pc.cmd);
   } catch (const std::exception& e) {
+    if (st.presumed_new) {
+      recover_then_decide(self, std::move(pc));  // it may throw again on the true state
+      return false;
+    }
     on_decide_threw(self, std::move(pc), e.what());
     return false;
   } catch (...) {
+    if (st.presumed_new) {
+      recover_then_decide(self, std::move(pc));
+      return false;
+    }
     on_decide_threw(self, std::move(pc), "unknown exception");
+    return false;
+  }
+  if (st.presumed_new && !decided) {
+    // A rejection of the initial state says nothing about a stored one.
+    recover_then_decide(self, std::move(pc));
     return false;
   }
   if (!decided) {
@@ -535,11 +577,18 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
     return true;
   }
   auto written = make_write(st, pc.cmd, *decided);
+  if (st.presumed_new && (!written || written->events.empty())) {
+    // Only a write with events can prove the presumption (a stream without events may
+    // hold timers this instance would not know); anything else is decided again.
+    recover_then_decide(self, std::move(pc));
+    return false;
+  }
   if (!written) {
     reply(pc.promise, written.error());
     return true;
   }
   auto w = std::move(*written);
+  w.new_stream = st.presumed_new;
   if (stores_nothing(w)) {
     reply(pc.promise, command_reply{std::move(decided->reply), st.highest, false});
     if (decided->snapshot_requested && st.highest > 0)
@@ -647,8 +696,10 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
   auto held = std::move(st.in_flight);
   auto& pc = held->command;
   auto& d = held->decision;
+  bool was_presumed_new = std::exchange(st.presumed_new, false);
   if (out.result) {
-    // R1: the journal stored the write; only now does the state change.
+    // R1: the journal stored the write; only now does the state change. For a presumed
+    // new instance the journal also confirmed that the id had no stream.
     auto stored = out.result->highest_seq - st.highest;
     st.highest = out.result->highest_seq;
     if (d.apply)
@@ -670,6 +721,8 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     if (!st.failures.empty())  // failure_key serializes the payload: skip it when no-op
       st.failures.erase(failure_key(pc.cmd));
     st.current = mode::ready;
+    if (was_presumed_new)
+      answer_status_waiters(self);
     if (held->rejection)
       reply(pc.promise, std::move(held->rejection));
     else
@@ -682,6 +735,15 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     return;
   }
   const auto& err = out.result.error();
+  if (was_presumed_new && persistence::is_rejection(err)) {
+    // Nothing was stored. The id has a stream (sequence_conflict), or the presumed state
+    // led to a refused write: recover, then decide the command again; its sender hears
+    // only that answer.
+    st.ctx->log->debug("[{}] not new after all, recovering: {}", st.pid,
+                       persistence::describe(err));
+    recover_then_decide(self, std::move(pc));
+    return;
+  }
   if (persistence::persistence_code(err) == persistence::persistence_errc::duplicate_message) {
     // Exactly-once: this message was handled before; nothing happens again, and the
     // sender gets the first answer (still `writing` until it is read).
@@ -731,9 +793,9 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
                                       caf::actor outbox, caf::actor scheduler,
-                                      bool permit_granted) {
+                                      activation_start start) {
   auto& st = self->state;
-  st.permit_held = permit_granted;
+  st.permit_held = start == activation_start::recover_with_permit;
   st.last_active = self->clock().now();
   st.ctx = std::move(ctx);
   st.behavior = std::move(behavior);
@@ -783,7 +845,10 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
     s.queue.clear();
     self->quit(msg.reason);
   });
-  start_recovery(self);
+  if (start == activation_start::presume_new)
+    start_presumed_new(self);
+  else
+    start_recovery(self);
   return {
     [self](command_envelope& cmd) -> caf::result<command_reply> {
       auto& s = self->state;
@@ -836,10 +901,14 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
     },
     [self](status_atom) -> caf::result<instance_status> {
       auto& s = self->state;
-      if (s.current != mode::recovering)
+      if (s.current != mode::recovering && !s.presumed_new)
         return status_of(s);
       auto rp = self->make_response_promise();
       s.status_waiters.push_back(rp);
+      // A presumed state is no answer: its first write, in flight, proves it (answered
+      // then), or the journal tells.
+      if (s.presumed_new && !s.in_flight)
+        start_recovery(self);
       return rp;
     },
   };

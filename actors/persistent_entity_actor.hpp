@@ -31,6 +31,12 @@ public:
   [[nodiscard]] bool empty() const noexcept { return head_ == items_.size(); }
   [[nodiscard]] std::size_t size() const noexcept { return items_.size() - head_; }
   void push_back(T item) { items_.push_back(std::move(item)); }
+  void push_front(T item) {
+    if (head_ > 0)
+      items_[--head_] = std::move(item);
+    else
+      items_.insert(items_.begin(), std::move(item));
+  }
   /// Precondition: !empty().
   T pop_front() {
     T item = std::move(items_[head_++]);
@@ -97,23 +103,40 @@ struct entity_actor_state {
   caf::actor_clock::time_point last_active;  ///< last command or write outcome (passivation)
   bool passivation_armed = false;
   bool permit_held = false;
+  /// Activated without reading the journal, as the supervisor does for a command: the
+  /// state is presumed initial until the first write, stored as a new stream, proves it,
+  /// or a recovery replaces it (see start_presumed_new).
+  bool presumed_new = false;
   std::uint32_t restarts = 0;  ///< consecutive restarts, for exponential backoff
   std::unordered_map<std::string, std::uint32_t> failures;  ///< per command key
   std::vector<caf::response_promise> drain_waiters;
   std::vector<caf::response_promise> status_waiters;  ///< answered once recovered
 };
 
+/// How an activation begins.
+enum class activation_start {
+  /// Recover from the journal, after asking the supervisor for a recovery permit.
+  recover,
+  /// Recover from the journal with a permit the supervisor counted when it spawned the
+  /// activation (saving the request and its answer); returned with permit_done once
+  /// recovered, as is a permit asked for.
+  recover_with_permit,
+  /// Presume the id new: no read, the initial state, and the first command decided at
+  /// once. Its write is stored only as a new stream (atomic_write::new_stream); if the
+  /// id has a stream, or the decision stores no events, the activation recovers and
+  /// decides the command again, so nothing decided against a wrong state is stored or
+  /// answered.
+  presume_new,
+};
+
 /// Spawn function of the persistent entity actor. `supervisor` receives passivation
 /// requests and hands out recovery permits; `outbox` and `scheduler` may be invalid.
-/// `permit_granted`: the supervisor counted a recovery permit for this activation when
-/// it spawned it (saving the request and its answer); the actor returns it with
-/// permit_done once recovered, as it does a permit it asked for.
 caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* self,
                                       std::shared_ptr<const entity_context> ctx,
                                       std::shared_ptr<const entity_behavior> behavior,
                                       std::string pid, caf::actor_addr supervisor,
                                       caf::actor outbox, caf::actor scheduler,
-                                      bool permit_granted);
+                                      activation_start start);
 
 /// Stored event names the runtime itself writes into an instance's stream.
 inline constexpr const char* incident_opened_event = "longhaul.incident_opened";

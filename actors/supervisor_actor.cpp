@@ -35,8 +35,11 @@ caf::error check_address(const supervisor_state& st, const command_envelope& cmd
   return {};
 }
 
+/// The live instance `type`/`id`, activated if there is none. `presume_new`: an
+/// activation starts without reading the journal (activation_start::presume_new), as for
+/// a command; else it recovers first.
 supervisor_state::entry& activation(self_ptr self, const std::string& type,
-                                    const std::string& id) {
+                                    const std::string& id, bool presume_new) {
   auto& st = self->state;
   // The persistence id is built in a buffer the supervisor keeps, so routing to a live
   // instance allocates no string; only an activation copies it.
@@ -46,11 +49,15 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
   if (it != st.instances.end())
     return it->second;
   // A free recovery permit goes with the spawn, which saves each cold activation a
-  // request and its answer; when none is free the instance asks and waits in line.
-  bool permit = st.waiting_for_permit.empty()
+  // request and its answer; when none is free the instance asks and waits in line. An
+  // activation presumed new reads nothing and needs none (it asks if it must recover).
+  bool permit = !presume_new && st.waiting_for_permit.empty()
                 && st.permit_holders.size() < st.ctx->settings.max_concurrent_recoveries;
+  auto start = presume_new ? activation_start::presume_new
+               : permit    ? activation_start::recover_with_permit
+                           : activation_start::recover;
   auto child = self->spawn(persistent_entity_actor, st.ctx, st.types.at(type), pid,
-                           caf::actor_addr{self->address()}, st.outbox, st.scheduler, permit);
+                           caf::actor_addr{self->address()}, st.outbox, st.scheduler, start);
   if (permit)
     st.permit_holders.push_back(child.address());
   self->monitor(child);
@@ -135,7 +142,9 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       auto& st = self->state;
       if (auto err = check_address(st, cmd))
         return err;
-      auto& e = activation(self, cmd.entity_type, cmd.entity_id);
+      // A timer firing is for a stored instance; any other command may well be a new
+      // instance's first (the activation finds out with its first write).
+      auto& e = activation(self, cmd.entity_type, cmd.entity_id, cmd.timer_name.empty());
       ++e.routed;
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
@@ -194,7 +203,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       cmd.name = resume_command;
       if (auto err = check_address(self->state, cmd))
         return err;
-      auto& e = activation(self, type, id);
+      auto& e = activation(self, type, id, false);
       ++e.routed;
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
@@ -207,7 +216,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       probe.entity_id = id;
       if (auto err = check_address(self->state, probe))
         return err;
-      auto& e = activation(self, type, id);
+      auto& e = activation(self, type, id, false);
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, status_atom::value);
       return rp;

@@ -135,6 +135,10 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
   if (w.expected_seq == 0)
     return make_persistence_error(persistence_errc::invalid_argument,
                                   "expected sequence number must be >= 1");
+  if (w.new_stream && w.expected_seq != 1)
+    return make_persistence_error(persistence_errc::invalid_argument,
+                                  "a write for a new stream of '" + w.persistence_id
+                                    + "' must expect sequence number 1");
   if (w.events.empty() && w.timers_to_set.empty() && w.timers_to_cancel.empty()
       && w.outbox.empty() && !w.processed_message_id && !w.cancel_all_timers)
     return make_persistence_error(persistence_errc::invalid_argument,

@@ -129,6 +129,11 @@ struct atomic_write {
   /// as the first time (`processed_outcome`). Requires `processed_message_id` (else
   /// invalid_argument); at most `max_payload_bytes` (else payload_too_large).
   std::optional<std::string> processed_rejection;
+  /// The write is for an id presumed new: it is refused with `sequence_conflict` if the
+  /// id has a stream already, even one without events (any earlier write made one), so a
+  /// decision taken against the initial state is stored only if that was the state.
+  /// Requires `expected_seq` 1 (else invalid_argument).
+  bool new_stream = false;
 };
 
 /// How one processed message was handled, as recorded with its write (JOURNAL.md I7).

@@ -84,6 +84,11 @@ struct memory_journal::state {
     std::lock_guard<std::mutex> guard{mtx};
     auto* existing = find(w.persistence_id);
     sequence_nr highest = existing ? existing->highest : 0;
+    if (w.new_stream && existing)
+      return make_persistence_error(persistence_errc::sequence_conflict,
+                                    "write for '" + w.persistence_id
+                                      + "' was for a new stream, but it has one (highest "
+                                      + std::to_string(highest) + ")");
     if (w.expected_seq != highest + 1)
       return make_persistence_error(persistence_errc::sequence_conflict,
                                     "write for '" + w.persistence_id + "' expected "

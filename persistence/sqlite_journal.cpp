@@ -859,6 +859,15 @@ struct sqlite_journal::impl {
         "'" + w.persistence_id + "' expected sequence number " + std::to_string(w.expected_seq)
           + " but the highest stored is " + std::to_string(stream->highest)),
               false};
+    // A write for an id presumed new needs a stream that has no row yet (stream_id 0:
+    // store_parts creates it), or whose row this write just created.
+    if (w.new_stream && !created && stream->stream_id != 0)
+      return {make_persistence_error(persistence_errc::sequence_conflict,
+                                     "'" + w.persistence_id
+                                       + "' was written as a new stream, but it has one"
+                                         " (highest stored sequence number "
+                                       + std::to_string(stream->highest) + ")"),
+              false};
     // I2 without savepoints: with one writer (I8) only two kinds of statement can be
     // rejected, the processed-message insert (a duplicate delivery) and an outbox insert
     // (a reused message id). In an optimistic batch both are queued for the batch's end

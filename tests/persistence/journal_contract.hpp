@@ -332,6 +332,46 @@ LONGHAUL_CONTRACT_CASE("append with a gap in sequence numbers fails with sequenc
   CHECK(read_all().size() == 2);
 }
 
+LONGHAUL_CONTRACT_CASE("a write for a new stream is stored only if the id has no stream, "
+                       "not even one without events") {
+  auto fresh = [](std::string id, std::vector<new_event> events) {
+    auto w = write_for(std::move(id), 1, std::move(events));
+    w.new_stream = true;
+    return w;
+  };
+  // A new id: stored like any first write.
+  auto first = store(fresh("new-1", {event("opened"), event("deposited")}));
+  CHECK(first.highest_seq == 2);
+  CHECK(seqs(replay("new-1").events) == range(1, 2));
+  // An id with events: refused, nothing stored.
+  auto again = refuse(fresh("new-1", {event("opened")}));
+  CHECK(persistence_code(again) == errc::sequence_conflict);
+  CHECK(is_rejection(again));
+  CHECK(highest("new-1") == 2);
+  // An id whose only write stored a timer has a stream with no events: a plain write at
+  // sequence number 1 passes, one for a new stream does not (its timer would be unknown
+  // to a state presumed initial).
+  set_timers("new-timer", {timer("reminder", start_ms + 5)});
+  auto timer_only = refuse(fresh("new-timer", {event("opened")}));
+  CHECK(persistence_code(timer_only) == errc::sequence_conflict);
+  CHECK(highest("new-timer") == 0);
+  CHECK(timers_of("new-timer").size() == 1);
+  // The same after a write that only recorded a processed message.
+  auto processed = write_for("new-processed", 1);
+  processed.processed_message_id = "m-1";
+  store(std::move(processed));
+  auto processed_only = fresh("new-processed", {event("opened")});
+  processed_only.processed_message_id = "m-2";
+  CHECK(persistence_code(refuse(std::move(processed_only))) == errc::sequence_conflict);
+  CHECK(highest("new-processed") == 0);
+  // Only sequence number 1 can start a new stream.
+  auto late = fresh("new-2", {event("opened")});
+  late.expected_seq = 2;
+  CHECK(persistence_code(refuse(std::move(late))) == errc::invalid_argument);
+  CHECK(highest("new-2") == 0);
+  CHECK(read_all().size() == 2);
+}
+
 LONGHAUL_CONTRACT_CASE("append at an already used sequence number fails with "
                        "sequence_conflict and stores nothing") {
   append_singly("dup-seq", 3);

@@ -625,6 +625,40 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: first writes of new streams co
   CHECK(seqs(*j, "new-3") == std::vector<sequence_nr>{1});
 }
 
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: writes for new streams in one batch, also "
+                                 "when a duplicate delivery makes the batch run again",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  auto fresh = [](std::string id) {
+    auto w = plain_write(std::move(id), 1);
+    w.new_stream = true;
+    return w;
+  };
+  auto seen = plain_write("seen", 1);
+  seen.processed_message_id = "m-1";
+  REQUIRE(j->write_and_wait(std::move(seen)));
+  std::vector<atomic_write> writes;
+  writes.push_back(fresh("fresh-1"));
+  writes.push_back(fresh("fresh-1"));  // the first one made the stream: refused
+  auto dup = plain_write("seen", 2);
+  dup.processed_message_id = "m-1";  // refuses the optimistic batch: it runs again
+  writes.push_back(std::move(dup));
+  writes.push_back(fresh("fresh-2"));
+  writes.push_back(fresh("seen"));  // has a stream
+  auto results = write_together(*j, std::move(writes));
+  CHECK(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(persistence_code(results[1].error()) == errc::sequence_conflict);
+  REQUIRE_FALSE(results[2]);
+  CHECK(persistence_code(results[2].error()) == errc::duplicate_message);
+  CHECK(results[3]);
+  REQUIRE_FALSE(results[4]);
+  CHECK(persistence_code(results[4].error()) == errc::sequence_conflict);
+  CHECK(seqs(*j, "fresh-1") == std::vector<sequence_nr>{1});
+  CHECK(seqs(*j, "fresh-2") == std::vector<sequence_nr>{1});
+  CHECK(seqs(*j, "seen") == std::vector<sequence_nr>{1});
+}
+
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a new stream's event that conflicts with a "
                                  "foreign row fails its batch and leaves no stream row behind",
                  "[journal][sqlite]") {

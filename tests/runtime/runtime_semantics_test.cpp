@@ -45,6 +45,69 @@ TEST_CASE("after a restart an instance recovers its state and sequence number fr
   CHECK(b.status("a1").highest_seq == 4);
 }
 
+// An activation for a command presumes a new id: it decides against the initial state
+// without reading, and its first write is stored only as a new stream. These check that a
+// stored instance is never answered from the presumed state.
+
+TEST_CASE("a command to a stored instance that is not live is decided against its stored state, though its activation presumes a new id") {
+  bank_runtime b;
+  b.start();
+  b.open("p1");
+  b.deposit_ok("p1", 100);
+  b.restart();
+  // The initial state would accept the deposit and answer 5.
+  CHECK(*b.deposit("p1", 5) == 105);
+  CHECK(b.status("p1").highest_seq == 3);
+  b.restart();
+  // The initial state would open the account again.
+  auto reopen = b.rt().ask("account", "p1", bank::open_account{"bob"});
+  CHECK(code_of(reopen) == "rejected");
+  CHECK(text_of(reopen).find("already open") != std::string::npos);
+  b.restart();
+  // The initial state would refuse this withdrawal.
+  CHECK(*b.withdraw("p1", 100) == 5);
+  CHECK(b.account_events("p1")
+        == std::vector<std::string>{"account.opened", "account.deposited", "account.deposited",
+                                    "account.withdrawn"});
+  auto st = b.status("p1");
+  CHECK(json_int(st.state_json, "balance") == 5);
+}
+
+TEST_CASE("a new id's first command is decided and stored without a journal read, while a stored id's recovery reads as before") {
+  bank_runtime b;
+  b.start();
+  b.open("old");
+  b.restart();
+  // The next read fails. A new id's activation does not read:
+  REQUIRE_FALSE(b.faults->fail_next_reads(1));
+  b.open("n1");
+  CHECK(*b.deposit("n1", 7) == 7);
+  // ...so the failure is still armed for the stored id's recovery, which backs off.
+  pending_asks asks{b.rt()};
+  asks.add("account", "old", bank::deposit{1});
+  b.rt().run_pending();
+  CHECK(b.status("old").mode == "backoff");
+  b.advance(1s);
+  auto replies = asks.collect();
+  REQUIRE(replies.size() == 1);
+  CHECK(reply_int(replies[0]) == 1);
+  CHECK(b.account_events("old") == std::vector<std::string>{"account.opened", "account.deposited"});
+  CHECK(b.account_events("n1") == std::vector<std::string>{"account.opened", "account.deposited"});
+
+  // A rejection of the initial state is not answered from it: the activation reads
+  // first (here it backs off, the read failing), then answers from what is stored.
+  REQUIRE_FALSE(b.faults->fail_next_reads(1));
+  asks.add("account", "n2", bank::withdraw{1});
+  b.rt().run_pending();
+  CHECK(b.status("n2").mode == "backoff");
+  b.advance(1s);
+  replies = asks.collect();
+  REQUIRE(replies.size() == 1);
+  CHECK(code_of(replies[0]) == "rejected");
+  CHECK(text_of(replies[0]).find("insufficient funds") != std::string::npos);
+  CHECK(b.account_events("n2").empty());
+}
+
 TEST_CASE("commands that arrive during recovery wait and are decided in arrival order against the recovered state") {
   bank_runtime b;
   b.start();

@@ -722,6 +722,42 @@ TEST_CASE("a timer survives a restart on the SQLite file and fires once") {
   CHECK(event_names(t->journal(), "reminder/r").size() == 2);
 }
 
+TEST_CASE("an instance whose only stored write set a timer is not taken for a new one: its "
+          "first command after a restart keeps the timer, which fires") {
+  // The activation for a command presumes a new id and decides against the initial state;
+  // the journal must refuse that write for a stream without events too, else the
+  // instance would not know its stored timer and would drop the firing as stale (S3).
+  auto check = [](timer_runtime& t, bool restart) {
+    auto due = t.now() + day_ms;
+    lp::atomic_write w;
+    w.persistence_id = "reminder/only-timer";
+    w.timers_to_set.push_back(
+      {"deadline", due, R"({"name":"deadline_reached","payload":{"late_by_ms":0}})"});
+    REQUIRE(t.journal().write_and_wait(std::move(w)));
+    if (restart) {
+      t.stop();
+      t.start();
+    }
+    // A command that sets no timer, sent before the stored one is due.
+    t.ask_ok("reminder", "only-timer", timers::deadline_reached{0});
+    CHECK(t.reminders("only-timer") == 1);
+    t.advance(24h);
+    CHECK(t.reminders("only-timer") == 2);  // the stored timer fired and was not stale
+    CHECK(t.stored_timers().empty());
+  };
+  SECTION("in memory") {
+    timer_runtime t;
+    t.start();
+    check(t, false);
+  }
+  SECTION("on a SQLite file, across a restart") {
+    temp_dir dir;
+    auto t = timer_runtime::on_sqlite(dir.file("timer-only.db"));
+    t->start();
+    check(*t, true);
+  }
+}
+
 TEST_CASE("a firing whose due time differs from the stored timer is stale: acknowledged as a "
           "duplicate, nothing stored") {
   timer_runtime t;
