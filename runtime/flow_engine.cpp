@@ -389,10 +389,23 @@ public:
   run(const flow_behavior& b, const flow_state& st, std::string id, persistence::time_ms now)
     : b_(b), st_(st), id_(std::move(id)), now_(now) {}
 
-  void emit(std::string name, json::object payload) {
+  /// Emits the event `name` with the payload `fields`, built in this decision's arena.
+  void emit(std::string name,
+            std::initializer_list<std::pair<json::string_view, json::value_ref>> fields) {
+    emit_object(std::move(name), json::object(fields, arena()));
+  }
+
+  /// Emits the event `name` with `payload` (best built in arena()).
+  void emit_object(std::string name, const json::object& payload) {
     apply_event(st_, name, payload);
     rec_.events.push_back({std::move(name), 1, json::serialize(payload), {b_.type_name()}});
   }
+
+  /// Storage for JSON that lives only while the decision is made (event payloads until
+  /// they are serialized): one stack buffer instead of a heap allocation per field.
+  /// apply_event copies what it keeps into the state's own storage (assignments in
+  /// Boost.JSON copy into the target's storage), so nothing outlives the decision here.
+  json::storage_ptr arena() { return &arena_; }
 
   /// Runs steps from `from` until a wait or an end (F1, F2).
   void from(std::string step_name) {
@@ -438,7 +451,7 @@ public:
           true, {});
       return false;
     }
-    json::object ev{{"step", step.name}, {"attempt", attempt}};
+    json::object ev({{"step", step.name}, {"attempt", attempt}}, arena());
     if (step.compensation && attempt <= 1) {
       auto comp = resolve(*step.compensation, step.name);
       if (!comp) {
@@ -450,7 +463,7 @@ public:
       ev["compensation"] = command_to_json(*comp);
     }
     cmd->failure_tag = step.name + "#" + std::to_string(attempt);
-    emit("flow.command_sent", std::move(ev));
+    emit_object("flow.command_sent", ev);
     rec_.sends.push_back(std::move(*cmd));
     return true;
   }
@@ -462,7 +475,7 @@ public:
   /// entered when the event was buffered early), then runs on from the event's next step.
   void consume(const std::string& step, const wait_step& w, const std::string& event,
                const json::object& payload, std::optional<std::size_t> buffer_index) {
-    json::object merged;
+    json::object merged(arena());
     if (w.merge.empty()) {
       merged = payload;  // default: the event's fields become flow data
       merged.erase(b_.definition().key);
@@ -471,10 +484,10 @@ public:
         if (auto* v = lookup(payload, event_path))
           merged[data_path] = *v;
     }
-    json::object ev{{"step", step}, {"event", event}, {"merged", merged}};
+    json::object ev({{"step", step}, {"event", event}, {"merged", std::move(merged)}}, arena());
     if (buffer_index)
       ev["buffer_index"] = *buffer_index;
-    emit("flow.event_consumed", std::move(ev));
+    emit_object("flow.event_consumed", ev);
     if (!buffer_index)
       leave_wait();
     from(next_after(w, event));
@@ -587,6 +600,8 @@ private:
   std::string id_;
   persistence::time_ms now_;
   actors::decision_record rec_;
+  unsigned char arena_buffer_[4096];
+  json::monotonic_resource arena_{arena_buffer_, sizeof(arena_buffer_)};
 };
 
 bool ended(const flow_state& st) {
