@@ -3,6 +3,7 @@
 // that includes sqlite3.h; SQLite result codes become persistence errors in `translate`.
 // Invariants (I1..) and failure modes are numbered in persistence/JOURNAL.md.
 #include "persistence/sqlite_journal.hpp"
+#include "persistence/sqlite_wal_buffer.hpp"
 
 #include <sqlite3.h>
 
@@ -1546,7 +1547,16 @@ caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journ
     // I8: one writing process per journal; checked before SQLite can block on a lock.
     if (auto err = p->lock.acquire(c.path))
       return err;
-    if (auto err = p->writer.open(c.path, false, c.vfs))
+    std::string writer_vfs = c.vfs;
+    if (c.buffer_wal_writes) {
+      try {
+        writer_vfs = wal_buffer_vfs_over(c.vfs);
+      } catch (const std::exception& e) {
+        return make_persistence_error(persistence_errc::cannot_open,
+                                      "'" + c.path + "': " + e.what());
+      }
+    }
+    if (auto err = p->writer.open(c.path, false, writer_vfs))
       return err;
     if (auto err = check_is_journal(p->writer, c.path))
       return err;

@@ -43,6 +43,9 @@ struct sqlite_journal_config {
   /// gave 10% more retail orders/s (JOURNAL.md §8, Checkpoints).
   std::size_t checkpoint_pages = 4000;
   std::string vfs;                    ///< SQLite VFS name; empty = default (tests inject faults)
+  /// The writer hands a transaction's WAL frames to `vfs` in a few large writes at its
+  /// commit frame instead of two writes per frame (sqlite_wal_buffer.hpp; JOURNAL.md §7).
+  bool buffer_wal_writes = true;
   std::function<time_ms()> clock;     ///< write timestamps; default: system clock
 };
 

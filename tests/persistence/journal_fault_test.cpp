@@ -202,6 +202,16 @@ public:
   fault_fixture(const fault_fixture&) = delete;
   fault_fixture& operator=(const fault_fixture&) = delete;
 
+  /// Opens the journal through the fault VFS (which counts writes), with or without the
+  /// writer's WAL buffering.
+  std::unique_ptr<sqlite_journal> open_counting(bool buffer_wal_writes) {
+    sqlite_journal_config cfg;
+    cfg.path = path_;
+    cfg.vfs = sqlite_fault_vfs::install();
+    cfg.buffer_wal_writes = buffer_wal_writes;
+    return open(std::move(cfg));
+  }
+
   /// Opens the journal through the fault VFS.
   std::unique_ptr<sqlite_journal> open_with_faults(sync_mode sync = sync_mode::full,
                                                    std::function<time_ms()> clock = {}) {
@@ -445,6 +455,59 @@ TEST_CASE("the fault VFS refuses growth past the simulated disk size and counts 
   sqlite3_close(reader);
   REQUIRE(sqlite3_close(db) == SQLITE_OK);
   CHECK(fx.integrity_check() == "ok");
+}
+
+// -- the writer's WAL buffering (sqlite_wal_buffer.hpp) ----------------------------------------
+
+TEST_CASE("the writer hands a commit's WAL frames down in a few large writes, and a write "
+          "larger than the buffer is stored whole",
+          "[persistence][fault]") {
+  for (bool buffered : {false, true}) {
+    CAPTURE(buffered);
+    fault_fixture fx;
+    auto j = fx.open_counting(buffered);
+    REQUIRE(j->write_and_wait(make_write("big", 1, 100, "first", 1000)));
+    // About 30 pages of events plus index pages: two writes per frame without buffering.
+    auto before = sqlite_fault_vfs::writes_seen();
+    REQUIRE(j->write_and_wait(make_write("big", 101, 100, "second", 1000)));
+    auto writes = sqlite_fault_vfs::writes_seen() - before;
+    CAPTURE(writes);
+    if (buffered)
+      CHECK(writes <= 3);
+    else
+      CHECK(writes >= 50);
+    // 3,000 events of 1 KB in one transaction: more than the 1 MiB buffer holds.
+    REQUIRE(j->write_and_wait(make_write("huge", 1, 3000, "third", 1000)));
+    // A reader sees every commit at once (the frames were in the file before SQLite
+    // published them).
+    auto last = j->replay("huge", 3000, 3000, 1);
+    REQUIRE(last);
+    REQUIRE(last->events.size() == 1);
+    CHECK(last->events[0].payload_json == payload_for("huge", 3000, "third", 1000));
+    j.reset();
+    CHECK(fx.integrity_check() == "ok");
+    auto reopened = fx.reopen_plain();
+    CHECK(*reopened->highest_seq("big") == 200);
+    auto all = reopened->replay("huge", 1, max_sequence_nr, 5000);
+    REQUIRE(all);
+    REQUIRE(all->events.size() == 3000);
+    for (std::size_t i = 0; i < all->events.size(); i += 499)
+      CHECK(all->events[i].payload_json == payload_for("huge", i + 1, "third", 1000));
+  }
+}
+
+TEST_CASE("an unknown VFS name is a clear error when the journal opens", "[persistence][fault]") {
+  fault_fixture fx;
+  for (bool buffered : {false, true}) {
+    CAPTURE(buffered);
+    sqlite_journal_config cfg;
+    cfg.path = fx.path();
+    cfg.vfs = "no-such-vfs";
+    cfg.buffer_wal_writes = buffered;
+    auto j = sqlite_journal::open(std::move(cfg));
+    REQUIRE_FALSE(j);
+    CHECK(describe(j.error()).find("no-such-vfs") != std::string::npos);
+  }
 }
 
 // -- the journal under faults --------------------------------------------------------------
