@@ -2,6 +2,7 @@
 // default VFS and, on command, fails writes, fsyncs or growth past a simulated disk size.
 // Flow: tests -> journal -> SQLite -> this VFS -> default VFS -> disk.
 #include "persistence/sqlite_fault_vfs.hpp"
+#include "persistence/sqlite_vfs_forwarding.hpp"
 
 #include <sqlite3.h>
 
@@ -84,10 +85,6 @@ fault_file* as_fault(sqlite3_file* f) {
 
 sqlite3_file* real_of(sqlite3_file* f) {
   return as_fault(f)->real;
-}
-
-sqlite3_vfs* real_vfs(sqlite3_vfs* vfs) {
-  return static_cast<sqlite3_vfs*>(vfs->pAppData);
 }
 
 // Drops the file's registry entry (on close or failed open).
@@ -303,7 +300,7 @@ int x_open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags,
   ff->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(f) + sizeof(fault_file));
   ff->tracked = nullptr;
   ff->key = nullptr;
-  auto* inner = real_vfs(vfs);
+  auto* inner = vfs_below(vfs);
   int rc = inner->xOpen(inner, name, ff->real, flags, out_flags);
   if (rc != SQLITE_OK) {
     if (ff->real->pMethods != nullptr)
@@ -334,114 +331,16 @@ int x_open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags,
   return SQLITE_OK;
 }
 
-int x_delete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
-  auto* inner = real_vfs(vfs);
-  return inner->xDelete(inner, name, sync_dir);
-}
-
-int x_access(sqlite3_vfs* vfs, const char* name, int flags, int* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xAccess(inner, name, flags, out);
-}
-
-int x_full_pathname(sqlite3_vfs* vfs, const char* name, int n, char* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xFullPathname(inner, name, n, out);
-}
-
-void* x_dl_open(sqlite3_vfs* vfs, const char* name) {
-  auto* inner = real_vfs(vfs);
-  return inner->xDlOpen(inner, name);
-}
-
-void x_dl_error(sqlite3_vfs* vfs, int n, char* msg) {
-  auto* inner = real_vfs(vfs);
-  inner->xDlError(inner, n, msg);
-}
-
-void (*x_dl_sym(sqlite3_vfs* vfs, void* handle, const char* symbol))(void) {
-  auto* inner = real_vfs(vfs);
-  return inner->xDlSym(inner, handle, symbol);
-}
-
-void x_dl_close(sqlite3_vfs* vfs, void* handle) {
-  auto* inner = real_vfs(vfs);
-  inner->xDlClose(inner, handle);
-}
-
-int x_randomness(sqlite3_vfs* vfs, int n, char* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xRandomness(inner, n, out);
-}
-
-int x_sleep(sqlite3_vfs* vfs, int microseconds) {
-  auto* inner = real_vfs(vfs);
-  return inner->xSleep(inner, microseconds);
-}
-
-int x_current_time(sqlite3_vfs* vfs, double* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xCurrentTime(inner, out);
-}
-
-int x_get_last_error(sqlite3_vfs* vfs, int n, char* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xGetLastError != nullptr ? inner->xGetLastError(inner, n, out) : 0;
-}
-
-int x_current_time_int64(sqlite3_vfs* vfs, sqlite3_int64* out) {
-  auto* inner = real_vfs(vfs);
-  return inner->xCurrentTimeInt64(inner, out);
-}
-
-int x_set_system_call(sqlite3_vfs* vfs, const char* name, sqlite3_syscall_ptr fn) {
-  auto* inner = real_vfs(vfs);
-  return inner->xSetSystemCall(inner, name, fn);
-}
-
-sqlite3_syscall_ptr x_get_system_call(sqlite3_vfs* vfs, const char* name) {
-  auto* inner = real_vfs(vfs);
-  return inner->xGetSystemCall(inner, name);
-}
-
-const char* x_next_system_call(sqlite3_vfs* vfs, const char* name) {
-  auto* inner = real_vfs(vfs);
-  return inner->xNextSystemCall(inner, name);
-}
-
 sqlite3_vfs fault_vfs{};
 
 void register_vfs() {
   auto* inner = sqlite3_vfs_find(nullptr);
   if (inner == nullptr)
     throw std::runtime_error("sqlite_fault_vfs: SQLite has no default VFS to wrap");
-  fault_vfs.iVersion = std::min(inner->iVersion, 3);
+  forward_vfs_calls(fault_vfs, inner);
   fault_vfs.szOsFile = static_cast<int>(sizeof(fault_file)) + inner->szOsFile;
-  fault_vfs.mxPathname = inner->mxPathname;
-  fault_vfs.pNext = nullptr;
   fault_vfs.zName = vfs_name;
-  fault_vfs.pAppData = inner;
   fault_vfs.xOpen = x_open;
-  fault_vfs.xDelete = x_delete;
-  fault_vfs.xAccess = x_access;
-  fault_vfs.xFullPathname = x_full_pathname;
-  fault_vfs.xDlOpen = inner->xDlOpen != nullptr ? x_dl_open : nullptr;
-  fault_vfs.xDlError = inner->xDlError != nullptr ? x_dl_error : nullptr;
-  fault_vfs.xDlSym = inner->xDlSym != nullptr ? x_dl_sym : nullptr;
-  fault_vfs.xDlClose = inner->xDlClose != nullptr ? x_dl_close : nullptr;
-  fault_vfs.xRandomness = x_randomness;
-  fault_vfs.xSleep = x_sleep;
-  fault_vfs.xCurrentTime = x_current_time;
-  fault_vfs.xGetLastError = x_get_last_error;
-  if (fault_vfs.iVersion >= 2)
-    fault_vfs.xCurrentTimeInt64 = inner->xCurrentTimeInt64 != nullptr ? x_current_time_int64
-                                                                       : nullptr;
-  if (fault_vfs.iVersion >= 3) {
-    fault_vfs.xSetSystemCall = inner->xSetSystemCall != nullptr ? x_set_system_call : nullptr;
-    fault_vfs.xGetSystemCall = inner->xGetSystemCall != nullptr ? x_get_system_call : nullptr;
-    fault_vfs.xNextSystemCall = inner->xNextSystemCall != nullptr ? x_next_system_call
-                                                                  : nullptr;
-  }
   if (int rc = sqlite3_vfs_register(&fault_vfs, 0); rc != SQLITE_OK)
     throw std::runtime_error(std::string{"sqlite_fault_vfs: registering failed: "}
                              + sqlite3_errstr(rc));

@@ -1,5 +1,6 @@
 // The WAL-buffering VFS shim (see sqlite_wal_buffer.hpp).
 #include "persistence/sqlite_wal_buffer.hpp"
+#include "persistence/sqlite_vfs_forwarding.hpp"
 
 #include <sqlite3.h>
 
@@ -137,7 +138,13 @@ int x_file_control(sqlite3_file* file, int op, void* arg) {
   return after_write_out(file, [&](sqlite3_file* b) { return b->pMethods->xFileControl(b, op, arg); });
 }
 int x_fetch(sqlite3_file* file, sqlite3_int64 offset, int n, void** out) {
-  return after_write_out(file, [&](sqlite3_file* b) { return b->pMethods->xFetch(b, offset, n, out); });
+  return after_write_out(file, [&](sqlite3_file* b) {
+    if (b->pMethods->iVersion < 3 || b->pMethods->xFetch == nullptr) {
+      *out = nullptr;  // no mapping: SQLite reads instead
+      return SQLITE_OK;
+    }
+    return b->pMethods->xFetch(b, offset, n, out);
+  });
 }
 
 // Locks and shared memory belong to the database file and pass straight through.
@@ -161,24 +168,32 @@ int x_device_characteristics(sqlite3_file* file) {
   auto* b = of(file)->below;
   return b->pMethods->xDeviceCharacteristics(b);
 }
+// A file below without shared memory (io_methods version 1) cannot run in WAL mode: the
+// journal refuses to open then (configure), and these calls fail instead of crashing.
+bool has_shm(const sqlite3_file* b) {
+  return b->pMethods->iVersion >= 2 && b->pMethods->xShmMap != nullptr;
+}
 int x_shm_map(sqlite3_file* file, int region, int size, int extend, void volatile** out) {
   auto* b = of(file)->below;
-  return b->pMethods->xShmMap(b, region, size, extend, out);
+  return has_shm(b) ? b->pMethods->xShmMap(b, region, size, extend, out) : SQLITE_IOERR_SHMMAP;
 }
 int x_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
   auto* b = of(file)->below;
-  return b->pMethods->xShmLock(b, offset, n, flags);
+  return has_shm(b) ? b->pMethods->xShmLock(b, offset, n, flags) : SQLITE_IOERR_SHMLOCK;
 }
 void x_shm_barrier(sqlite3_file* file) {
   auto* b = of(file)->below;
-  b->pMethods->xShmBarrier(b);
+  if (has_shm(b))
+    b->pMethods->xShmBarrier(b);
 }
 int x_shm_unmap(sqlite3_file* file, int delete_flag) {
   auto* b = of(file)->below;
-  return b->pMethods->xShmUnmap(b, delete_flag);
+  return has_shm(b) ? b->pMethods->xShmUnmap(b, delete_flag) : SQLITE_OK;
 }
 int x_unfetch(sqlite3_file* file, sqlite3_int64 offset, void* p) {
   auto* b = of(file)->below;
+  if (b->pMethods->iVersion < 3 || b->pMethods->xUnfetch == nullptr)
+    return SQLITE_OK;
   return b->pMethods->xUnfetch(b, offset, p);
 }
 
@@ -189,15 +204,15 @@ const sqlite3_io_methods shim_methods = {
   x_shm_barrier, x_shm_unmap, x_fetch,     x_unfetch,
 };
 
-/// A registered shim: the sqlite3_vfs SQLite calls, and the VFS below it.
+/// A registered shim: the sqlite3_vfs SQLite calls (its pAppData: the VFS below) and
+/// the name it points to.
 struct shim_vfs {
   sqlite3_vfs vfs{};
-  sqlite3_vfs* below = nullptr;
   std::string name;
 };
 
 int x_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {
-  auto* below_vfs = static_cast<shim_vfs*>(vfs->pAppData)->below;
+  auto* below_vfs = vfs_below(vfs);
   auto* f = of(file);
   f->file.pMethods = nullptr;  // SQLite calls no xClose unless xOpen set pMethods
   f->below = static_cast<sqlite3_file*>(sqlite3_malloc(below_vfs->szOsFile));
@@ -220,62 +235,6 @@ int x_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, in
   return rc;
 }
 
-// The VFS-level calls besides xOpen go to the VFS below.
-sqlite3_vfs* below_of(sqlite3_vfs* vfs) { return static_cast<shim_vfs*>(vfs->pAppData)->below; }
-int x_delete(sqlite3_vfs* v, const char* name, int sync_dir) {
-  auto* b = below_of(v);
-  return b->xDelete(b, name, sync_dir);
-}
-int x_access(sqlite3_vfs* v, const char* name, int flags, int* out) {
-  auto* b = below_of(v);
-  return b->xAccess(b, name, flags, out);
-}
-int x_full_pathname(sqlite3_vfs* v, const char* name, int n, char* out) {
-  auto* b = below_of(v);
-  return b->xFullPathname(b, name, n, out);
-}
-void* x_dl_open(sqlite3_vfs* v, const char* name) {
-  auto* b = below_of(v);
-  return b->xDlOpen(b, name);
-}
-void x_dl_error(sqlite3_vfs* v, int n, char* out) {
-  auto* b = below_of(v);
-  b->xDlError(b, n, out);
-}
-void (*x_dl_sym(sqlite3_vfs* v, void* handle, const char* sym))(void) {
-  auto* b = below_of(v);
-  return b->xDlSym(b, handle, sym);
-}
-void x_dl_close(sqlite3_vfs* v, void* handle) {
-  auto* b = below_of(v);
-  b->xDlClose(b, handle);
-}
-int x_randomness(sqlite3_vfs* v, int n, char* out) {
-  auto* b = below_of(v);
-  return b->xRandomness(b, n, out);
-}
-int x_sleep(sqlite3_vfs* v, int us) {
-  auto* b = below_of(v);
-  return b->xSleep(b, us);
-}
-int x_current_time(sqlite3_vfs* v, double* out) {
-  auto* b = below_of(v);
-  return b->xCurrentTime(b, out);
-}
-int x_get_last_error(sqlite3_vfs* v, int n, char* out) {
-  auto* b = below_of(v);
-  return b->xGetLastError ? b->xGetLastError(b, n, out) : 0;
-}
-int x_current_time_int64(sqlite3_vfs* v, sqlite3_int64* out) {
-  auto* b = below_of(v);
-  if (b->iVersion >= 2 && b->xCurrentTimeInt64)
-    return b->xCurrentTimeInt64(b, out);
-  double days = 0;
-  auto rc = b->xCurrentTime(b, &days);
-  *out = static_cast<sqlite3_int64>(days * 86400000.0);
-  return rc;
-}
-
 }  // namespace
 
 std::string wal_buffer_vfs_over(const std::string& base_vfs) {
@@ -289,27 +248,12 @@ std::string wal_buffer_vfs_over(const std::string& base_vfs) {
   if (below == nullptr)
     throw std::invalid_argument{"no SQLite VFS named '" + base_vfs + "'"};
   auto shim = std::make_unique<shim_vfs>();
-  shim->below = below;
   shim->name = "longhaul_walbuf" + (base_vfs.empty() ? std::string{} : "+" + base_vfs);
   auto& v = shim->vfs;
-  v.iVersion = 2;
+  forward_vfs_calls(v, below);
   v.szOsFile = static_cast<int>(sizeof(shim_file));
-  v.mxPathname = below->mxPathname;
   v.zName = shim->name.c_str();
-  v.pAppData = shim.get();
   v.xOpen = x_open;
-  v.xDelete = x_delete;
-  v.xAccess = x_access;
-  v.xFullPathname = x_full_pathname;
-  v.xDlOpen = x_dl_open;
-  v.xDlError = x_dl_error;
-  v.xDlSym = x_dl_sym;
-  v.xDlClose = x_dl_close;
-  v.xRandomness = x_randomness;
-  v.xSleep = x_sleep;
-  v.xCurrentTime = x_current_time;
-  v.xGetLastError = x_get_last_error;
-  v.xCurrentTimeInt64 = x_current_time_int64;
   if (auto rc = sqlite3_vfs_register(&v, 0); rc != SQLITE_OK)
     throw std::runtime_error{"registering the SQLite VFS '" + shim->name + "' failed ("
                              + sqlite3_errstr(rc) + ")"};
