@@ -535,26 +535,21 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
     return true;
   }
   caf::expected<decision_record> decided{caf::error{}};
+  std::optional<std::string> threw;  // what decide() threw, if it did
   try {
     decided = st.behavior->decide(*st.state, pc.cmd);
   } catch (const std::exception& e) {
-    if (st.presumed_new) {
-      recover_then_decide(self, std::move(pc));  // it may throw again on the true state
-      return false;
-    }
-    on_decide_threw(self, std::move(pc), e.what());
-    return false;
+    threw = e.what();
   } catch (...) {
-    if (st.presumed_new) {
-      recover_then_decide(self, std::move(pc));
-      return false;
-    }
-    on_decide_threw(self, std::move(pc), "unknown exception");
+    threw = "unknown exception";
+  }
+  if (st.presumed_new && (threw || !decided)) {
+    // A throw or a rejection against the initial state says nothing about a stored one.
+    recover_then_decide(self, std::move(pc));
     return false;
   }
-  if (st.presumed_new && !decided) {
-    // A rejection of the initial state says nothing about a stored one.
-    recover_then_decide(self, std::move(pc));
+  if (threw) {
+    on_decide_threw(self, std::move(pc), std::move(*threw));
     return false;
   }
   if (!decided) {
