@@ -444,10 +444,23 @@ struct kill_probe {
     std::uint64_t timed_out = 0;     ///< flow.timed_out stored so far
   };
 
-  result probe(const fs::path& db, time_ms clock_at_kill, const std::string& what) {
+  bool opened_once = false;  ///< some earlier probe found the journal
+
+  result probe(const fs::path& db, time_ms clock_at_kill, bool killed_during_start,
+               const std::string& what) {
     result out;
     check_report report;
-    if (auto journal = open_read_only(db, report)) {
+    auto journal = open_read_only(db, report);
+    // A kill during the first start() may leave no journal, or one without its schema (a
+    // read-only open does not create it). Nothing can have been stored then; once a probe
+    // has seen the journal, failing to open it is a problem.
+    if (!journal && killed_during_start && !opened_once) {
+      std::cout << what << ": no journal yet (" << report.problems.front() << ")"
+                << std::endl;
+      return out;
+    }
+    opened_once = opened_once || journal != nullptr;
+    if (journal) {
       auto fresh = journal->read_all(cursor, unlimited, std::nullopt);
       if (!fresh)
         report.problem("read_all: " + describe(fresh.error()));
@@ -611,8 +624,8 @@ TEST_CASE("order sagas SIGKILLed at random points end exactly once with the hist
     REQUIRE(status.killed());
     clock_ms += static_cast<time_ms>(
       std::chrono::duration_cast<std::chrono::milliseconds>(killed - spawned).count() * factor);
-    auto after = probe.probe(db, clock_ms, "after kill " + std::to_string(k));
     bool ready = child.has_line("ready");
+    auto after = probe.probe(db, clock_ms, !ready, "after kill " + std::to_string(k));
     kills_before_ready += ready ? 0 : 1;
     kills_with_outbox += after.outbox > 0 ? 1 : 0;
     kills_with_due += after.timers_due > 0 ? 1 : 0;
