@@ -23,7 +23,8 @@ namespace longhaul::actors {
 
 // -- atoms --------------------------------------------------------------------------
 
-/// entity -> supervisor: "idle since my last message", with the count of commands it got.
+/// entity -> supervisor: "idle since my last message", with the count of commands it got
+/// and whether its id has a stream (it stored a write, or recovered events or timers).
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 /// supervisor -> entity: stop now (the supervisor routed nothing since the request).
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
@@ -131,6 +132,9 @@ struct instance_status {
 struct actor_settings {
   std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};
   std::size_t max_concurrent_recoveries = 50;
+  /// Passivated ids with a stream the supervisor remembers (0: none), so that a command
+  /// re-activating one recovers at once instead of presuming a new id first.
+  std::size_t remembered_streams = 100000;
   std::uint64_t replay_chunk = 1000;
   std::chrono::milliseconds restart_backoff_min{100};
   std::chrono::milliseconds restart_backoff_max{30000};

@@ -697,6 +697,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     // new instance the journal also confirmed that the id had no stream.
     auto stored = out.result->highest_seq - st.highest;
     st.highest = out.result->highest_seq;
+    st.stored_a_write = true;
     if (d.apply)
       d.apply(*st.state);
     if (held->incident)
@@ -879,7 +880,8 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
         return;
       }
       if (auto sup = caf::actor_cast<caf::actor>(s.supervisor))
-        self->send(sup, passivate_atom::value, s.pid, s.received);
+        self->send(sup, passivate_atom::value, s.pid, s.received,
+                   s.stored_a_write || s.highest > 0 || !s.timers.empty());
     },
     [self](stop_atom) {
       // The supervisor routed nothing since our passivation request: we are idle.

@@ -107,6 +107,8 @@ struct entity_actor_state {
   /// state is presumed initial until the first write, stored as a new stream, proves it,
   /// or a recovery replaces it (see start_presumed_new).
   bool presumed_new = false;
+  /// A write of this activation was stored: the id has a stream (told at passivation).
+  bool stored_a_write = false;
   std::uint32_t restarts = 0;  ///< consecutive restarts, for exponential backoff
   std::unordered_map<std::string, std::uint32_t> failures;  ///< per command key
   std::vector<caf::response_promise> drain_waiters;

@@ -37,7 +37,8 @@ caf::error check_address(const supervisor_state& st, const command_envelope& cmd
 
 /// The live instance `type`/`id`, activated if there is none. `presume_new`: an
 /// activation starts without reading the journal (activation_start::presume_new), as for
-/// a command; else it recovers first.
+/// a command, unless the id is one of the remembered passivated ones with a stream; else
+/// it recovers first.
 supervisor_state::entry& activation(self_ptr self, const std::string& type,
                                     const std::string& id, bool presume_new) {
   auto& st = self->state;
@@ -48,6 +49,7 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
   auto it = st.instances.find(pid);
   if (it != st.instances.end())
     return it->second;
+  presume_new = presume_new && !st.stored_passivated.contains(pid);
   // A free recovery permit goes with the spawn, which saves each cold activation a
   // request and its answer; when none is free the instance asks and waits in line. An
   // activation presumed new reads nothing and needs none (it asks if it must recover).
@@ -154,7 +156,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       self->state.outbox = std::move(outbox);
       self->state.scheduler = std::move(scheduler);
     },
-    [self](passivate_atom, const std::string& pid, std::uint64_t received) {
+    [self](passivate_atom, const std::string& pid, std::uint64_t received, bool has_stream) {
       auto& st = self->state;
       auto it = st.instances.find(pid);
       if (it == st.instances.end() || it->second.actor.address() != self->current_sender())
@@ -166,6 +168,8 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       auto addr = it->second.actor.address();
       st.instances.erase(it);
       ++st.passivations;
+      if (has_stream)
+        st.stored_passivated.remember(pid);
       release_permits_of(self, addr);  // an idle instance holds none; never leak one
     },
     [self](permit_atom) -> caf::result<caf::unit_t> {
@@ -230,6 +234,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
 caf::behavior supervisor_actor(
   caf::stateful_actor<supervisor_state>* self, std::shared_ptr<const entity_context> ctx,
   std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types) {
+  self->state.stored_passivated = remembered_streams{ctx->settings.remembered_streams};
   self->state.ctx = std::move(ctx);
   self->state.types = std::move(types);
   self->set_down_handler([self](caf::down_msg& msg) {

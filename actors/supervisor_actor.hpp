@@ -12,13 +12,52 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace longhaul::actors {
+
+/// The persistence ids of passivated instances that have a stream, the newest `capacity`
+/// of them, as 64-bit hashes (about 40 bytes each). A command activating one of them
+/// recovers first: presuming it new would cost a refused write. A hash collision only
+/// makes a new id recover first (a read that finds nothing), so a hash is enough.
+class remembered_streams {
+public:
+  explicit remembered_streams(std::size_t capacity = 0) : capacity_(capacity) {}
+
+  /// Remembers `pid`, forgetting the oldest id once `capacity` are remembered.
+  void remember(const std::string& pid) {
+    if (capacity_ == 0)
+      return;
+    auto h = std::hash<std::string>{}(pid);
+    if (!set_.insert(h).second)
+      return;
+    if (ring_.size() < capacity_) {
+      ring_.push_back(h);
+      return;
+    }
+    set_.erase(ring_[next_]);
+    ring_[next_] = h;
+    next_ = (next_ + 1) % capacity_;
+  }
+
+  [[nodiscard]] bool contains(const std::string& pid) const {
+    return !set_.empty() && set_.count(std::hash<std::string>{}(pid)) != 0;
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return set_.size(); }
+
+private:
+  std::size_t capacity_;
+  std::unordered_set<std::uint64_t> set_;
+  std::vector<std::uint64_t> ring_;  ///< insertion order; next_ is the oldest once full
+  std::size_t next_ = 0;
+};
 
 /// State of the supervisor actor.
 struct supervisor_state {
@@ -45,6 +84,8 @@ struct supervisor_state {
   std::deque<permit_wait> waiting_for_permit;
   std::uint64_t activations = 0;
   std::uint64_t passivations = 0;
+  /// Passivated ids known to have a stream: not presumed new when activated again.
+  remembered_streams stored_passivated;
   /// Scratch space for the persistence id of the command being routed (see activation).
   std::string pid_buffer;
 };

@@ -307,6 +307,7 @@ caf::error runtime::start() {
   auto& s = ctx->settings;
   s.passivate_after = d.cfg.passivate_after;
   s.max_concurrent_recoveries = std::max<std::size_t>(1, d.cfg.max_concurrent_recoveries);
+  s.remembered_streams = d.cfg.remembered_streams;
   s.max_id_bytes = d.cfg.max_id_bytes;
   s.timer_window = std::max<std::size_t>(1, d.cfg.timer_window);
   s.inline_reads = d.cfg.deterministic;

@@ -96,6 +96,8 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
     return parse_number(key, value, cfg.snapshot_every);
   if (key == "max_concurrent_recoveries")
     return parse_number(key, value, cfg.max_concurrent_recoveries);
+  if (key == "remembered_streams")
+    return parse_number(key, value, cfg.remembered_streams);
   if (key == "worker_threads")
     return parse_number(key, value, cfg.worker_threads);
   if (key == "scheduling") {

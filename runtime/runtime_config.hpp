@@ -42,6 +42,11 @@ struct runtime_config {
   std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};  ///< 0 = never
   std::uint64_t snapshot_every = 0;   ///< default for types that do not set their own
   std::size_t max_concurrent_recoveries = 50;
+  /// How many passivated ids with a stream the supervisor remembers (about 40 bytes
+  /// each; 0 = none). A command for a remembered id recovers the instance first; any
+  /// other id's first command is decided as new and stored only if the id has no stream,
+  /// so a stored instance it does not remember costs one refused write before recovery.
+  std::size_t remembered_streams = 100000;
   /// CAF scheduler threads; 0 = number of cores - 1, at least 2 (the journal's writer
   /// thread gets a core on bigger machines). 1 suits command-heavy loads on 2 cores
   /// (+14% commands/s), not activation-heavy ones. Actors must not block a worker (use

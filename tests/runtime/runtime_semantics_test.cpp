@@ -1,6 +1,7 @@
 // Semantic tests of the runtime core in deterministic mode (CAF's test scheduler, virtual
 // time, in-memory journal behind the fault-injecting decorator): recovery, ordering, write
 // outcomes, incidents, exactly-once delivery, the supervisor, codecs, snapshots, facade.
+#include "actors/supervisor_actor.hpp"
 #include "tests/runtime/runtime_fixture.hpp"
 
 #include <set>
@@ -630,6 +631,68 @@ TEST_CASE("an idle instance is passivated after the idle timeout and the next co
   CHECK(b.live() == 1);
   CHECK(*b.deposit("p1", 1) == 101);
   CHECK(b.status("p1").highest_seq == 3);
+}
+
+TEST_CASE("a command re-activating a passivated stored instance recovers at once, without first trying a write as a new id") {
+  bank_runtime b;
+  b.cfg.passivate_after = 1s;
+  b.start();
+  b.open("p3");
+  b.deposit_ok("p3", 100);
+  b.open("q3");  // only opened: one stored write
+  b.advance(2s + 100ms);
+  REQUIRE(b.live() == 0);
+  auto writes = b.faults->writes_seen();
+  CHECK(*b.deposit("p3", 1) == 101);
+  CHECK(*b.deposit("q3", 2) == 2);
+  CHECK(b.faults->writes_seen() == writes + 2);  // no refused write before either
+  CHECK(b.account_events("p3")
+        == std::vector<std::string>{"account.opened", "account.deposited", "account.deposited"});
+  // After a restart the supervisor remembers nothing: the first command tries the write
+  // as a new id, which the journal refuses, then recovers and is decided again.
+  b.restart();
+  writes = b.faults->writes_seen();
+  CHECK(*b.deposit("p3", 1) == 102);
+  CHECK(b.faults->writes_seen() == writes + 2);
+  CHECK(b.status("p3").highest_seq == 4);
+}
+
+TEST_CASE("with remembered_streams=0 a re-activated stored instance is still decided against its stored state") {
+  bank_runtime b;
+  b.cfg.passivate_after = 1s;
+  REQUIRE_FALSE(longhaul::set_option(b.cfg, "remembered_streams", "0"));
+  b.start();
+  b.open("p4");
+  b.deposit_ok("p4", 100);
+  b.advance(2s + 100ms);
+  REQUIRE(b.live() == 0);
+  auto writes = b.faults->writes_seen();
+  CHECK(*b.deposit("p4", 1) == 101);
+  CHECK(b.faults->writes_seen() == writes + 2);  // the refused write as a new id, then this
+  CHECK(b.status("p4").highest_seq == 3);
+}
+
+TEST_CASE("the supervisor remembers the newest passivated ids up to its capacity") {
+  longhaul::actors::remembered_streams none{0};
+  none.remember("a/1");
+  CHECK_FALSE(none.contains("a/1"));
+  longhaul::actors::remembered_streams r{3};
+  for (const auto* pid : {"a/1", "a/2", "a/2", "a/3"})
+    r.remember(pid);
+  CHECK(r.size() == 3);
+  CHECK(r.contains("a/1"));
+  CHECK_FALSE(r.contains("a/4"));
+  r.remember("a/4");  // forgets the oldest
+  CHECK(r.size() == 3);
+  CHECK_FALSE(r.contains("a/1"));
+  CHECK(r.contains("a/2"));
+  CHECK(r.contains("a/4"));
+  r.remember("a/5");
+  r.remember("a/6");
+  CHECK(r.size() == 3);
+  CHECK_FALSE(r.contains("a/3"));
+  CHECK(r.contains("a/5"));
+  CHECK(r.contains("a/6"));
 }
 
 TEST_CASE("an instance that keeps receiving commands is not passivated") {
