@@ -23,7 +23,7 @@
 namespace longhaul::actors {
 
 /// The persistence ids of passivated instances that have a stream, the newest `capacity`
-/// of them, as 64-bit hashes (about 40 bytes each). A command activating one of them
+/// of them, as 64-bit hashes (about 50 bytes each). A command activating one of them
 /// recovers first: presuming it new would cost a refused write. A hash collision only
 /// makes a new id recover first (a read that finds nothing), so a hash is enough.
 class remembered_streams {
