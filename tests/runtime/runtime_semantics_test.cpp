@@ -633,12 +633,24 @@ TEST_CASE("an idle instance is passivated after the idle timeout and the next co
   CHECK(b.status("p1").highest_seq == 3);
 }
 
-TEST_CASE("a command re-activating a passivated stored instance recovers at once, without first trying a write as a new id") {
-  bank_runtime b;
+namespace {
+
+/// Starts `b` passivating after 1 s, stores the account `id` (opened, 100 deposited) and
+/// waits until it is passivated.
+void store_and_passivate(bank_runtime& b, std::string_view id) {
   b.cfg.passivate_after = 1s;
   b.start();
-  b.open("p3");
-  b.deposit_ok("p3", 100);
+  b.open(id);
+  b.deposit_ok(id, 100);
+  b.advance(2s + 100ms);
+  REQUIRE(b.live() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a command re-activating a passivated stored instance recovers at once, without first trying a write as a new id") {
+  bank_runtime b;
+  store_and_passivate(b, "p3");
   b.open("q3");  // only opened: one stored write
   b.advance(2s + 100ms);
   REQUIRE(b.live() == 0);
@@ -659,13 +671,8 @@ TEST_CASE("a command re-activating a passivated stored instance recovers at once
 
 TEST_CASE("with remembered_streams=0 a re-activated stored instance is still decided against its stored state") {
   bank_runtime b;
-  b.cfg.passivate_after = 1s;
   REQUIRE_FALSE(longhaul::set_option(b.cfg, "remembered_streams", "0"));
-  b.start();
-  b.open("p4");
-  b.deposit_ok("p4", 100);
-  b.advance(2s + 100ms);
-  REQUIRE(b.live() == 0);
+  store_and_passivate(b, "p4");
   auto writes = b.faults->writes_seen();
   CHECK(*b.deposit("p4", 1) == 101);
   CHECK(b.faults->writes_seen() == writes + 2);  // the refused write as a new id, then this
