@@ -523,7 +523,7 @@ struct longhaul_result {
   double writes = 0;        ///< atomic writes during the measured window
   double cpu_s = 0;
   double write_ack_ms = 0;  ///< mean write -> acknowledgement (queue + commit + fsync)
-  double outbox_polls = 0, outbox_poll_ms = 0, outbox_rows = 0;
+  double outbox_polls = 0, outbox_poll_ms = 0, outbox_rows = 0, outbox_polls_in_memory = 0;
   double outbox_removals = 0, outbox_removal_ms = 0;
   double recovery_reads = 0, recovery_read_ms = 0;
   double snapshots = 0;
@@ -616,6 +616,8 @@ longhaul_result run_longhaul(const fs::path& dir, const options& o,
       return c.calls ? static_cast<double>(c.ns) / 1e6 / static_cast<double>(c.calls) : 0.0;
     };
     res.outbox_polls = static_cast<double>(observed->outbox_pending_calls().calls);
+    res.outbox_polls_in_memory =
+      static_cast<double>(stats1.outbox_reads_in_memory - stats0.outbox_reads_in_memory);
     res.outbox_poll_ms = per_call_ms(observed->outbox_pending_calls());
     res.outbox_rows = static_cast<double>(observed->outbox_pending_calls().items);
     res.outbox_removals = static_cast<double>(observed->outbox_delivered_calls().calls);
@@ -787,8 +789,9 @@ int run(options o) {
               << fixed(last.write_ack_ms, 2) << " ms on average (queue + commit + fsync)\n"
               << "  " << fixed(last.outbox_polls / n, 2) << " outbox reads ("
               << fixed(last.outbox_poll_ms, 2) << " ms each, "
-              << fixed(last.outbox_rows / std::max(last.outbox_polls, 1.0), 1)
-              << " rows each)\n"
+              << fixed(last.outbox_rows / std::max(last.outbox_polls, 1.0), 1) << " rows each, "
+              << fixed(100 * last.outbox_polls_in_memory / std::max(last.outbox_polls, 1.0), 0)
+              << "% answered from the journal's outbox tail in memory)\n"
               << "  " << fixed(last.outbox_removals / n, 2)
               << " outbox removals (committed with the next write batch, " << fixed(last.outbox_removal_ms, 2)
               << " ms each until committed; the dispatcher does not wait)\n"

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <future>
 #include <mutex>
@@ -577,6 +578,9 @@ struct sqlite_journal::impl {
 
   /// The append a job carries, or nullptr for other work.
   static const atomic_write* append_of(const job& j) {
+    return append_of(const_cast<job&>(j));
+  }
+  static atomic_write* append_of(job& j) {
     if (auto* pw = std::get_if<pending_write>(&j))
       return &pw->w;
     if (auto* tw = std::get_if<ticketed_write>(&j))
@@ -640,9 +644,40 @@ struct sqlite_journal::impl {
   struct batch_outbox {
     const outbox_message* message;
     std::int64_t stream_id;
+    std::size_t write;  ///< index into `results`
+    std::size_t index;  ///< into the write's outbox
   };
   std::vector<batch_processed> batch_processed_rows;
   std::vector<batch_outbox> batch_outbox_rows;
+  /// An outbox row this batch attempt inserted, with the outbox_seq it got.
+  struct inserted_outbox {
+    std::size_t write;  ///< index into `results`
+    std::size_t index;  ///< into the write's outbox
+    std::uint64_t seq;
+  };
+  std::vector<inserted_outbox> batch_inserted_outbox;  ///< in outbox_seq order
+
+  /// The outbox tail (JOURNAL.md §5): the newest committed outbox rows, handed to
+  /// outbox_pending without reading them back. While `valid`, `rows` holds every
+  /// committed and not removed outbox row with outbox_seq > `floor`, in order; a read
+  /// with after_seq < floor reads the file. The writer appends after COMMIT and before
+  /// acknowledging (so I5 holds), and removes rows when their removal commits; the
+  /// oldest rows leave first when a bound is reached (floor rises). Guarded by `mtx`.
+  struct outbox_tail {
+    std::mutex mtx;
+    std::deque<outbox_record> rows;
+    std::uint64_t floor = 0;
+    std::size_t bytes = 0;
+    bool valid = false;
+  };
+  outbox_tail tail;
+  /// Writer thread: the tail has a floor. False at open and after any failed transaction
+  /// (whose outcome the tail cannot know); the next batch reads the floor inside its
+  /// transaction (the highest outbox_seq ever given out) and the tail restarts empty.
+  bool tail_known = false;
+  std::uint64_t tail_next_floor = 0;  ///< read by the batch running, applied at its commit
+  std::atomic<std::uint64_t> n_outbox_memory_reads{0};
+  std::atomic<std::uint64_t> n_outbox_file_reads{0};
   /// The mode of the batch attempt running (set by run_batch): when true, processed-message
   /// and outbox rows are queued for the batch's end instead of inserted write by write.
   bool optimistic = false;
@@ -1013,8 +1048,8 @@ struct sqlite_journal::impl {
         batch_processed_rows.push_back(
           {stream.stream_id, &*w.processed_message_id,
            w.processed_rejection ? &*w.processed_rejection : nullptr});
-      for (const auto& m : w.outbox)
-        batch_outbox_rows.push_back({&m, stream.stream_id});
+      for (std::size_t r = 0; r < w.outbox.size(); ++r)
+        batch_outbox_rows.push_back({&w.outbox[r], stream.stream_id, results.size(), r});
     }
     if (w.processed_message_id && !optimistic) {
       auto ins = writer.prepare(insert_processed_sql(1));
@@ -1045,11 +1080,15 @@ struct sqlite_journal::impl {
           chunk_first = first;
           chunk_rows = n;
           for (std::size_t r = 0; r < n; ++r)
-            bind_outbox_row(st, r, {&w.outbox[first + r], stream.stream_id}, ts);
+            bind_outbox_row(st, r, {&w.outbox[first + r], stream.stream_id, 0, 0}, ts);
         },
         [&](std::size_t first, std::size_t n, std::int64_t last) {
+          auto first_seq = last - static_cast<std::int64_t>(n - 1);
           if (first == 0)
-            first_outbox_seq = last - static_cast<std::int64_t>(n - 1);
+            first_outbox_seq = first_seq;
+          for (std::size_t r = 0; r < n; ++r)  // a refused write's rows are skipped later
+            batch_inserted_outbox.push_back(
+              {results.size(), first + r, static_cast<std::uint64_t>(first_seq) + r});
         },
         &refused);
       if (err && !refused)
@@ -1196,6 +1235,13 @@ struct sqlite_journal::impl {
   /// `refused`: the caller rolls back and runs the batch again one write at a time.
   caf::error insert_batch_messages(time_ms ts, bool& refused) {
     auto none = [](std::size_t, std::size_t, std::int64_t) {};
+    auto inserted = [&](std::size_t first, std::size_t n, std::int64_t last) {
+      auto first_seq = static_cast<std::uint64_t>(last - static_cast<std::int64_t>(n - 1));
+      for (std::size_t r = 0; r < n; ++r) {
+        const auto& row = batch_outbox_rows[first + r];
+        batch_inserted_outbox.push_back({row.write, row.index, first_seq + r});
+      }
+    };
     auto bind_processed = [&](statement& st, std::size_t first, std::size_t n) {
       for (std::size_t r = 0; r < n; ++r)
         bind_processed_row(st, r, batch_processed_rows[first + r], ts);
@@ -1208,7 +1254,7 @@ struct sqlite_journal::impl {
                                "recording processed messages", bind_processed, none, &refused))
       return err;
     return insert_rows(batch_outbox_rows.size(), insert_outbox_sql, "queueing outbox messages",
-                       bind_outbox, none, &refused);
+                       bind_outbox, inserted, &refused);
   }
 
   /// Runs the batch's timer changes in queue order. Consecutive changes of one kind share
@@ -1280,10 +1326,12 @@ struct sqlite_journal::impl {
     optimistic = optimistic_attempt;
     batch_processed_rows.clear();
     batch_outbox_rows.clear();
+    batch_inserted_outbox.clear();
     auto ts = now();
     results.clear();
     results.reserve(jobs.size());
     caf::error batch_err = writer.exec("BEGIN IMMEDIATE");
+    bool starts_tail = !batch_err && tail_enabled() && !tail_known && read_tail_floor();
     if (streams.size() >= cfg.stream_cache_entries)
       streams.clear();  // bounded memory: a cold miss costs one indexed lookup
     ++gen;
@@ -1330,6 +1378,7 @@ struct sqlite_journal::impl {
       streams.clear();
       touched.clear();
       ++gen;
+      drop_tail();
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
         if (i < results.size() && !results[i])
@@ -1350,9 +1399,127 @@ struct sqlite_journal::impl {
                        std::memory_order_relaxed);
     if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
+    if (tail_enabled())
+      extend_tail(jobs, ts, starts_tail);
     for (std::size_t i = 0; i < jobs.size(); ++i)
       acknowledge(jobs[i], std::move(results[i]));
     return true;
+  }
+
+  // -- the outbox tail (JOURNAL.md §5) ------------------------------------------------
+
+  bool tail_enabled() const { return cfg.outbox_tail_rows > 0 && !cfg.read_only; }
+
+  /// Inside the batch's transaction: the highest outbox_seq ever given out, which every
+  /// row committed before this batch has at most (AUTOINCREMENT, I11). False if it cannot
+  /// be read: the tail then waits for a later batch, and reads use the file.
+  bool read_tail_floor() {
+    auto st = writer.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'");
+    if (!st)
+      return false;
+    auto& s = **st;
+    reset_guard guard{s};
+    auto rc = s.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      return false;
+    tail_next_floor = rc == SQLITE_ROW ? static_cast<std::uint64_t>(s.int64(0)) : 0;
+    return true;
+  }
+
+  static std::size_t tail_bytes_of(const outbox_record& r) {
+    return r.message_id.size() + r.source_persistence_id.size() + r.destination.size()
+           + r.payload_json.size() + sizeof(outbox_record);
+  }
+
+  /// After a failed transaction, whose rows the tail cannot know: reads use the file until
+  /// a batch reads a new floor.
+  void drop_tail() {
+    tail_known = false;
+    std::lock_guard guard{tail.mtx};
+    tail.valid = false;
+    tail.rows.clear();
+    tail.bytes = 0;
+  }
+
+  /// Removes `seqs` from the tail (their removal committed). Caller holds tail.mtx.
+  void erase_from_tail(const std::vector<std::uint64_t>& seqs) {
+    auto& rows = tail.rows;
+    if (rows.empty())
+      return;
+    std::vector<std::uint64_t> gone;
+    for (auto seq : seqs)
+      if (seq > tail.floor && seq <= rows.back().outbox_seq)
+        gone.push_back(seq);
+    if (gone.empty())
+      return;
+    std::sort(gone.begin(), gone.end());
+    auto end = std::remove_if(rows.begin(), rows.end(), [&](const outbox_record& r) {
+      if (!std::binary_search(gone.begin(), gone.end(), r.outbox_seq))
+        return false;
+      tail.bytes -= tail_bytes_of(r);
+      return true;
+    });
+    rows.erase(end, rows.end());
+  }
+
+  /// After COMMIT, before the acknowledgements: moves the committed writes' outbox rows
+  /// into the tail (their strings are not needed once stored) and takes out the rows whose
+  /// removal this batch committed.
+  void extend_tail(std::span<job> jobs, time_ms ts, bool starts_tail) {
+    std::lock_guard guard{tail.mtx};
+    if (starts_tail) {
+      tail.rows.clear();
+      tail.bytes = 0;
+      tail.floor = tail_next_floor;
+      tail.valid = true;
+      tail_known = true;
+    }
+    if (!tail.valid)
+      return;
+    for (const auto& ins : batch_inserted_outbox) {
+      if (!results[ins.write])
+        continue;  // a refused write: its rows were deleted again (I2)
+      auto* w = append_of(jobs[ins.write]);
+      auto& m = w->outbox[ins.index];
+      auto& r = tail.rows.emplace_back(outbox_record{ins.seq, std::move(m.message_id),
+                                                     w->persistence_id, std::move(m.destination),
+                                                     std::move(m.payload_json), ts});
+      tail.bytes += tail_bytes_of(r);
+    }
+    for (const auto& j : jobs)
+      if (const auto* removal = std::get_if<outbox_removal>(&j))
+        erase_from_tail(removal->seqs);
+    while (!tail.rows.empty()
+           && (tail.rows.size() > cfg.outbox_tail_rows || tail.bytes > cfg.outbox_tail_bytes)) {
+      tail.floor = tail.rows.front().outbox_seq;
+      tail.bytes -= tail_bytes_of(tail.rows.front());
+      tail.rows.pop_front();
+    }
+  }
+
+  /// outbox_pending from the tail, or nullopt when the file must answer (no valid tail,
+  /// or rows at or below after_seq's successor may have left it). Rows handed out leave
+  /// the tail: a later read from before them finds them in the file.
+  std::optional<std::vector<outbox_record>> take_from_tail(std::uint64_t after_seq,
+                                                           std::uint64_t max) {
+    std::lock_guard guard{tail.mtx};
+    if (!tail.valid || after_seq < tail.floor)
+      return std::nullopt;
+    auto& rows = tail.rows;
+    while (!rows.empty() && rows.front().outbox_seq <= after_seq) {
+      tail.floor = rows.front().outbox_seq;
+      tail.bytes -= tail_bytes_of(rows.front());
+      rows.pop_front();
+    }
+    std::vector<outbox_record> out;
+    out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(max, rows.size())));
+    while (!rows.empty() && out.size() < max) {
+      tail.floor = rows.front().outbox_seq;
+      tail.bytes -= tail_bytes_of(rows.front());
+      out.push_back(std::move(rows.front()));
+      rows.pop_front();
+    }
+    return out;
   }
 
   /// Frees the write's memory before its callback: a caller that writes again from the
@@ -1446,6 +1613,7 @@ struct sqlite_journal::impl {
       if (err) {
         self.rollback();
         self.streams.clear();
+        self.drop_tail();
       }
       done.set_value(std::move(err));
     };
@@ -1853,6 +2021,11 @@ caf::expected<recovery_start> sqlite_journal::load_recovery_start(std::string_vi
 caf::expected<std::vector<outbox_record>> sqlite_journal::outbox_pending(std::uint64_t after_seq,
                                                                          std::uint64_t max) {
   using result = std::vector<outbox_record>;
+  if (auto rows = impl_->take_from_tail(after_seq, max)) {
+    impl_->n_outbox_memory_reads.fetch_add(1, std::memory_order_relaxed);
+    return std::move(*rows);
+  }
+  impl_->n_outbox_file_reads.fetch_add(1, std::memory_order_relaxed);
   return impl_->read<result>([&](connection& c) -> caf::expected<result> {
     auto st = c.prepare("SELECT o.outbox_seq, o.message_id, s.persistence_id, o.destination,"
                         " o.payload, o.created_at FROM outbox o"
@@ -1879,8 +2052,13 @@ caf::error sqlite_journal::outbox_delivered(std::vector<std::uint64_t> seqs) {
     return err;
   if (seqs.empty())
     return {};
-  return impl_->run_maintenance(
+  auto err = impl_->run_maintenance(
     [&](impl& self) -> caf::error { return delete_outbox_rows(self.writer, seqs); });
+  if (!err) {
+    std::lock_guard guard{impl_->tail.mtx};
+    impl_->erase_from_tail(seqs);
+  }
+  return err;
 }
 
 void sqlite_journal::outbox_delivered_async(std::vector<std::uint64_t> seqs,
@@ -2015,7 +2193,8 @@ void sqlite_journal::flush() {
 }
 
 sqlite_journal::stats sqlite_journal::statistics() const {
-  return {impl_->n_transactions.load(), impl_->n_writes.load(), impl_->n_max_batch.load()};
+  return {impl_->n_transactions.load(), impl_->n_writes.load(), impl_->n_max_batch.load(),
+          impl_->n_outbox_memory_reads.load(), impl_->n_outbox_file_reads.load()};
 }
 
 }  // namespace longhaul::persistence

@@ -46,6 +46,13 @@ struct sqlite_journal_config {
   /// The writer hands a transaction's WAL frames to `vfs` in a few large writes at its
   /// commit frame instead of two writes per frame (sqlite_wal_buffer.hpp; JOURNAL.md §7).
   bool buffer_wal_writes = true;
+  /// The outbox tail (JOURNAL.md §5): the writer keeps up to this many of the newest
+  /// committed outbox rows in memory, and `outbox_pending` hands them over without reading
+  /// the file back. 0 = off (every call reads the file).
+  std::size_t outbox_tail_rows = 10000;
+  /// The tail's bound in bytes of message id, destination and payload; the oldest rows
+  /// leave it first (and are then read from the file).
+  std::size_t outbox_tail_bytes = std::size_t{16} << 20;
   std::function<time_ms()> clock;     ///< write timestamps; default: system clock
 };
 
@@ -109,6 +116,8 @@ public:
     std::uint64_t transactions = 0;
     std::uint64_t writes = 0;
     std::uint64_t max_batch = 0;
+    std::uint64_t outbox_reads_in_memory = 0;  ///< outbox_pending calls the tail answered
+    std::uint64_t outbox_reads_from_file = 0;  ///< outbox_pending calls that read the file
   };
   [[nodiscard]] stats statistics() const;
 

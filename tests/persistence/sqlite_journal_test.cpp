@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -896,4 +897,131 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a batch whose messages are ref
   // The rejected write left no stream row behind.
   j.reset();
   CHECK(query_text("SELECT count(*) FROM streams WHERE persistence_id = 'new-2'") == "0");
+}
+
+namespace {
+
+/// The rows of `r` as text, one line each: every field, for comparing two reads.
+std::vector<std::string> outbox_lines(const caf::expected<std::vector<outbox_record>>& r) {
+  if (!r)
+    FAIL("outbox_pending failed: " << describe(r.error()));
+  std::vector<std::string> out;
+  for (const auto& row : *r)
+    out.push_back(std::to_string(row.outbox_seq) + " " + row.message_id + " "
+                  + row.source_persistence_id + " " + row.destination + " " + row.payload_json
+                  + " " + std::to_string(row.created_at_ms));
+  return out;
+}
+
+atomic_write write_with_outbox(std::string id, sequence_nr expected_seq,
+                               std::vector<std::string> message_ids) {
+  atomic_write w;
+  w.persistence_id = std::move(id);
+  w.expected_seq = expected_seq;
+  w.events.push_back(new_event{"sent", 1, "{}", {}});
+  for (auto& m : message_ids)
+    w.outbox.push_back(outbox_message{m, "sink/" + m, R"({"m":")" + m + R"("})"});
+  return w;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: outbox_pending answers from the outbox tail "
+                                 "in memory exactly what a read of the file answers",
+                 "[journal][sqlite]") {
+  auto cfg = config();
+  cfg.outbox_tail_rows = 5;
+  auto j = open(cfg);
+  auto file = open(config(true));  // read-only: every outbox_pending reads the file
+  auto from_memory = [&] { return j->statistics().outbox_reads_in_memory; };
+  auto from_file = [&] { return j->statistics().outbox_reads_from_file; };
+
+  store(*j, write_with_outbox("a", 1, {"m1", "m2"}));
+  store(*j, write_with_outbox("b", 1, {"m3"}));
+  // A batch with a refused write: none of its rows reaches the tail (I2), not even those
+  // of its first multi-row INSERT (32 rows), which went in before m1 was refused.
+  std::vector<std::string> refused_ids;
+  for (int i = 0; i < 32; ++i)
+    refused_ids.push_back("c" + std::to_string(i));
+  refused_ids.push_back("m1");  // pending: refused
+  std::vector<atomic_write> batch;
+  batch.push_back(write_with_outbox("a", 2, {"m4"}));
+  batch.push_back(write_with_outbox("c", 1, refused_ids));
+  batch.push_back(write_with_outbox("b", 2, {"m5"}));
+  auto results = write_together(*j, std::move(batch));
+  REQUIRE(results[0]);
+  REQUIRE_FALSE(results[1]);
+  REQUIRE(results[2]);
+
+  auto expected = outbox_lines(file->outbox_pending(0, 100));
+  REQUIRE(expected.size() == 5);
+  auto memory0 = from_memory();
+  auto file0 = from_file();
+  // Page through as the dispatcher does: each read after the last row it was given.
+  auto first = j->outbox_pending(0, 2);
+  auto page1 = outbox_lines(first);
+  CHECK(page1 == std::vector<std::string>{expected[0], expected[1]});
+  auto page2 = outbox_lines(j->outbox_pending(first->back().outbox_seq, 100));
+  CHECK(page2 == std::vector<std::string>{expected[2], expected[3], expected[4]});
+  CHECK(from_memory() == memory0 + 2);
+  CHECK(from_file() == file0);
+  // Rows handed out left the tail; a read from before them (a retry) reads the file.
+  CHECK(outbox_lines(j->outbox_pending(0, 100)) == expected);
+  CHECK(from_file() == file0 + 1);
+
+  // A committed removal takes rows out of the tail as well, both ways of removing.
+  auto last = std::stoull(expected[4]);
+  store(*j, write_with_outbox("a", 3, {"m6", "m7", "m8"}));
+  auto newer = outbox_lines(file->outbox_pending(last, 100));
+  REQUIRE(newer.size() == 3);
+  auto seq_of = [](const std::string& line) { return std::stoull(line); };
+  REQUIRE_FALSE(j->outbox_delivered({seq_of(newer[0])}));
+  std::promise<caf::error> removed;
+  j->outbox_delivered_async({seq_of(newer[2])},
+                            [&removed](caf::error err) { removed.set_value(std::move(err)); });
+  CHECK_FALSE(removed.get_future().get());
+  auto memory1 = from_memory();
+  CHECK(outbox_lines(j->outbox_pending(last, 100)) == std::vector<std::string>{newer[1]});
+  CHECK(outbox_lines(file->outbox_pending(last, 100)) == std::vector<std::string>{newer[1]});
+  CHECK(from_memory() == memory1 + 1);
+
+  // More rows than the tail holds: the oldest leave it, and a read from before them reads
+  // the file, with the same answer.
+  auto before = seq_of(newer[1]);
+  store(*j, write_with_outbox("b", 3, {"m9", "m10", "m11", "m12", "m13", "m14"}));
+  auto all_new = outbox_lines(file->outbox_pending(before, 100));
+  REQUIRE(all_new.size() == 6);
+  auto file1 = from_file();
+  CHECK(outbox_lines(j->outbox_pending(before, 100)) == all_new);
+  CHECK(from_file() == file1 + 1);
+  auto tail_start = seq_of(all_new[0]);  // the newest 5 rows stayed in the tail
+  auto memory2 = from_memory();
+  CHECK(outbox_lines(j->outbox_pending(tail_start, 100))
+        == std::vector<std::string>(all_new.begin() + 1, all_new.end()));
+  CHECK(from_memory() == memory2 + 1);
+
+  // After a reopen the rows from before are read from the file, new ones from memory.
+  j.reset();
+  j = open(cfg);
+  store(*j, write_with_outbox("d", 1, {"m15"}));
+  auto after_reopen = outbox_lines(file->outbox_pending(0, 100));
+  CHECK(outbox_lines(j->outbox_pending(0, 100)) == after_reopen);
+  CHECK(j->statistics().outbox_reads_from_file == 1);
+  auto newest = outbox_lines(j->outbox_pending(seq_of(after_reopen[after_reopen.size() - 2]), 100));
+  CHECK(newest == std::vector<std::string>{after_reopen.back()});
+  CHECK(j->statistics().outbox_reads_in_memory == 1);
+}
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: with outbox_tail_rows 0 every outbox_pending "
+                                 "reads the file",
+                 "[journal][sqlite]") {
+  auto cfg = config();
+  cfg.outbox_tail_rows = 0;
+  auto j = open(cfg);
+  store(*j, write_with_outbox("a", 1, {"m1", "m2"}));
+  auto rows = outbox_lines(j->outbox_pending(0, 100));
+  CHECK(rows.size() == 2);
+  CHECK(outbox_lines(j->outbox_pending(std::stoull(rows[0]), 100)).size() == 1);
+  CHECK(j->statistics().outbox_reads_in_memory == 0);
+  CHECK(j->statistics().outbox_reads_from_file == 2);
 }
