@@ -540,6 +540,7 @@ longhaul_result run_longhaul(const fs::path& dir, const options& o,
   jc.path = (dir / "retail.db").string();
   jc.sync = o.sync;
   jc.cache_mb = cfg.cache_mb;
+  jc.writer_cache_mb = cfg.writer_cache_mb;
   jc.limits.max_id_bytes = std::max<std::size_t>(cfg.max_id_bytes + 64, 512);
   jc.vfs = o.vfs;
   auto opened = persistence::sqlite_journal::open(jc);
@@ -724,7 +725,7 @@ int run(options o) {
       if (!o.naive)
         return;
       auto dir = scratch.fresh("naive");
-      auto res = naive::run(dir / "shop.db", o.sync, runtime_config{}.cache_mb, customers, orders,
+      auto res = naive::run(dir / "shop.db", o.sync, runtime_config{}.writer_cache_mb, customers, orders,
                             o.naive_threads, o.vfs);
       lb::scratch_dir::remove(dir);
       auto n = static_cast<double>(o.orders);

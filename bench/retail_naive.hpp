@@ -30,7 +30,7 @@ struct run_result {
 };
 
 /// Creates the naive schema in a new file `db` (WAL, synchronous per `sync`, page cache
-/// `cache_mb` like the journal's) and stores the customers with their credit (untimed),
+/// `cache_mb` like the journal's writer) and stores the customers with their credit (untimed),
 /// then processes `orders` from `threads` threads, each with its own connection, each
 /// order start to finish in one thread (place, payment with credit then card through the
 /// fake gateway, goods, shipment, completion, e-mail rows). Every order must take the happy

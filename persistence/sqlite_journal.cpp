@@ -358,7 +358,8 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
   auto rc = sqlite3_busy_timeout(c.handle(), static_cast<int>(cfg.busy_timeout.count()));
   if (rc != SQLITE_OK)
     return translate(rc, c.handle(), "setting busy timeout");
-  std::string pragmas = "PRAGMA cache_size = -" + std::to_string(cfg.cache_mb * 1024) + ";";
+  auto cache_kb = (writer ? cfg.writer_cache_mb : cfg.cache_mb) * 1024;
+  std::string pragmas = "PRAGMA cache_size = -" + std::to_string(cache_kb) + ";";
   if (writer) {
     const char* sync = cfg.sync == sync_mode::full     ? "FULL"
                        : cfg.sync == sync_mode::normal ? "NORMAL"

@@ -27,7 +27,11 @@ struct sqlite_journal_config {
   std::string path;                   ///< database file; created if missing (unless read_only)
   sync_mode sync = sync_mode::full;
   bool read_only = false;             ///< no writer lock, no writer thread; writes fail
-  std::size_t cache_mb = 64;          ///< SQLite page cache per connection
+  std::size_t cache_mb = 64;          ///< SQLite page cache of each read connection
+  /// SQLite page cache of the write connection. Small on purpose: its work is at the right
+  /// edges of the tables and a few index pages, and SQLite 3.40 scans the whole cache at
+  /// many commits (JOURNAL.md §8, The writer's page cache).
+  std::size_t writer_cache_mb = 8;
   std::size_t max_batch_writes = 2000;///< group commit: atomic writes per transaction
   /// Group commit: how long the writer lingers for more writes when a batch is not full.
   /// 0 (default) batches whatever queued up during the previous commit.

@@ -92,6 +92,8 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
     return parse_number(key, value, cfg.timer_window);
   if (key == "cache_mb")
     return parse_number(key, value, cfg.cache_mb);
+  if (key == "writer_cache_mb")
+    return parse_number(key, value, cfg.writer_cache_mb);
   if (key == "snapshot_every")
     return parse_number(key, value, cfg.snapshot_every);
   if (key == "max_concurrent_recoveries")

@@ -38,7 +38,8 @@ struct runtime_config {
   storage_kind storage = storage_kind::sqlite;
   std::string database_path = "longhaul.db";
   persistence::sync_mode sync = persistence::sync_mode::full;
-  std::size_t cache_mb = 64;                           ///< SQLite page cache
+  std::size_t cache_mb = 64;        ///< SQLite page cache of each read connection
+  std::size_t writer_cache_mb = 8;  ///< SQLite page cache of the write connection
   std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};  ///< 0 = never
   std::uint64_t snapshot_every = 0;   ///< default for types that do not set their own
   std::size_t max_concurrent_recoveries = 50;

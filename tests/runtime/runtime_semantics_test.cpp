@@ -1036,6 +1036,7 @@ TEST_CASE("set_option rejects unknown keys and malformed values with a message n
   CHECK(longhaul::set_option(cfg, "max_concurrent_recoveries", "-1"));
   CHECK(longhaul::set_option(cfg, "cache_mb", "12x"));
   CHECK(longhaul::set_option(cfg, "cache_mb", ""));
+  CHECK(longhaul::set_option(cfg, "writer_cache_mb", "-8"));
 
   auto bad_sync = longhaul::set_option(cfg, "sync", "fast");
   CHECK_THAT(longhaul::persistence::describe(bad_sync), Catch::Contains("full, normal or off"));
@@ -1055,6 +1056,9 @@ TEST_CASE("set_option rejects unknown keys and malformed values with a message n
   CHECK(cfg.sync == longhaul::persistence::sync_mode::off);
   REQUIRE_FALSE(longhaul::set_option(cfg, "max_id_bytes", "64"));
   CHECK(cfg.max_id_bytes == 64);
+  REQUIRE_FALSE(longhaul::set_option(cfg, "writer_cache_mb", "4"));
+  CHECK(cfg.writer_cache_mb == 4);
+  CHECK(cfg.cache_mb == 64);
   CHECK(cfg.scheduling == longhaul::worker_scheduling::sharing);
   REQUIRE_FALSE(longhaul::set_option(cfg, "scheduling", "work_stealing"));
   CHECK(cfg.scheduling == longhaul::worker_scheduling::work_stealing);
