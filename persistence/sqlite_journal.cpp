@@ -689,6 +689,9 @@ struct sqlite_journal::impl {
   std::atomic<std::uint64_t> n_transactions{0};
   std::atomic<std::uint64_t> n_writes{0};
   std::atomic<std::uint64_t> n_max_batch{0};
+  std::atomic<std::uint64_t> n_events{0};
+  std::atomic<std::uint64_t> n_refused{0};
+  std::atomic<std::uint64_t> n_failed{0};
 
   time_ms now() const { return cfg.clock ? cfg.clock() : system_now_ms(); }
 
@@ -1382,10 +1385,16 @@ struct sqlite_journal::impl {
       drop_tail();
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         // A write rejected before the failure stays rejected; all others failed.
-        if (i < results.size() && !results[i])
+        bool is_append = append_of(jobs[i]) != nullptr;
+        if (i < results.size() && !results[i]) {
+          if (is_append)
+            n_refused.fetch_add(1, std::memory_order_relaxed);
           acknowledge(jobs[i], std::move(results[i]));
-        else
+        } else {
+          if (is_append)
+            n_failed.fetch_add(1, std::memory_order_relaxed);
           acknowledge(jobs[i], batch_err);
+        }
       }
       return true;
     }
@@ -1398,6 +1407,10 @@ struct sqlite_journal::impl {
                          jobs.begin(), jobs.end(),
                          [](const job& j) { return append_of(j) != nullptr; })),
                        std::memory_order_relaxed);
+    n_events.fetch_add(batch_events.size(), std::memory_order_relaxed);
+    n_refused.fetch_add(static_cast<std::uint64_t>(std::count_if(
+                          results.begin(), results.end(), [](const auto& r) { return !r; })),
+                        std::memory_order_relaxed);
     if (jobs.size() > n_max_batch.load(std::memory_order_relaxed))
       n_max_batch.store(jobs.size(), std::memory_order_relaxed);
     if (tail_enabled())
@@ -2195,7 +2208,9 @@ void sqlite_journal::flush() {
 
 sqlite_journal::stats sqlite_journal::statistics() const {
   return {impl_->n_transactions.load(), impl_->n_writes.load(), impl_->n_max_batch.load(),
-          impl_->n_outbox_memory_reads.load(), impl_->n_outbox_file_reads.load()};
+          impl_->n_outbox_memory_reads.load(), impl_->n_outbox_file_reads.load(),
+          impl_->n_events.load(), impl_->n_refused.load(),
+          impl_->n_failed.load()};
 }
 
 }  // namespace longhaul::persistence

@@ -122,6 +122,10 @@ public:
     std::uint64_t max_batch = 0;
     std::uint64_t outbox_reads_in_memory = 0;  ///< outbox_pending calls the tail answered
     std::uint64_t outbox_reads_from_file = 0;  ///< outbox_pending calls that read the file
+    std::uint64_t events = 0;           ///< events of committed writes
+    /// Writes refused inside a batch (sequence conflict, duplicate message, reused outbox id).
+    std::uint64_t refused_writes = 0;
+    std::uint64_t failed_writes = 0;    ///< writes whose batch failed (I/O error, ...)
   };
   [[nodiscard]] stats statistics() const;
 

@@ -1025,3 +1025,23 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: with outbox_tail_rows 0 every 
   CHECK(j->statistics().outbox_reads_in_memory == 0);
   CHECK(j->statistics().outbox_reads_from_file == 2);
 }
+
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: statistics count stored events and writes "
+                                 "refused inside a batch",
+                 "[journal][sqlite]") {
+  auto j = open_writer();
+  store(*j, write_for("a", 1, 3));
+  std::vector<atomic_write> batch;
+  batch.push_back(write_for("a", 4, 2));
+  batch.push_back(write_for("a", 9, 1));  // gap: refused, its event is not stored
+  batch.push_back(write_for("b", 1, 1));
+  auto results = write_together(*j, std::move(batch));
+  REQUIRE(results[0]);
+  REQUIRE_FALSE(results[1]);
+  REQUIRE(results[2]);
+  auto s = j->statistics();
+  CHECK(s.events == 6);
+  CHECK(s.refused_writes == 1);
+  CHECK(s.failed_writes == 0);
+  CHECK(s.writes == 4);
+}
