@@ -1445,6 +1445,15 @@ struct sqlite_journal::impl {
            + r.payload_json.size() + sizeof(outbox_record);
   }
 
+  /// Takes the tail's oldest row out; the floor rises to it. Caller holds tail.mtx.
+  outbox_record pop_tail_front() {
+    auto row = std::move(tail.rows.front());
+    tail.rows.pop_front();
+    tail.floor = row.outbox_seq;
+    tail.bytes -= tail_bytes_of(row);
+    return row;
+  }
+
   /// After a failed transaction, whose rows the tail cannot know: reads use the file until
   /// a batch reads a new floor.
   void drop_tail() {
@@ -1504,11 +1513,8 @@ struct sqlite_journal::impl {
       if (const auto* removal = std::get_if<outbox_removal>(&j))
         erase_from_tail(removal->seqs);
     while (!tail.rows.empty()
-           && (tail.rows.size() > cfg.outbox_tail_rows || tail.bytes > cfg.outbox_tail_bytes)) {
-      tail.floor = tail.rows.front().outbox_seq;
-      tail.bytes -= tail_bytes_of(tail.rows.front());
-      tail.rows.pop_front();
-    }
+           && (tail.rows.size() > cfg.outbox_tail_rows || tail.bytes > cfg.outbox_tail_bytes))
+      (void) pop_tail_front();
   }
 
   /// outbox_pending from the tail, or nullopt when the file must answer (no valid tail,
@@ -1520,19 +1526,12 @@ struct sqlite_journal::impl {
     if (!tail.valid || after_seq < tail.floor)
       return std::nullopt;
     auto& rows = tail.rows;
-    while (!rows.empty() && rows.front().outbox_seq <= after_seq) {
-      tail.floor = rows.front().outbox_seq;
-      tail.bytes -= tail_bytes_of(rows.front());
-      rows.pop_front();
-    }
+    while (!rows.empty() && rows.front().outbox_seq <= after_seq)
+      (void) pop_tail_front();
     std::vector<outbox_record> out;
     out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(max, rows.size())));
-    while (!rows.empty() && out.size() < max) {
-      tail.floor = rows.front().outbox_seq;
-      tail.bytes -= tail_bytes_of(rows.front());
-      out.push_back(std::move(rows.front()));
-      rows.pop_front();
-    }
+    while (!rows.empty() && out.size() < max)
+      out.push_back(pop_tail_front());
     return out;
   }
 
