@@ -315,7 +315,6 @@ public:
   }
 
   std::uint64_t writes_ok() const { return writes_ok_.load(); }
-  /// Writes the journal rejected (not stored); the runtime handles them.
   const op_counter& writes() const { return writes_; }
   const op_counter& outbox_pending_calls() const { return outbox_pending_; }
   const op_counter& outbox_delivered_calls() const { return outbox_delivered_; }
@@ -809,8 +808,8 @@ int run(options o) {
     std::cout << "\nwhere longhaul's time goes (last run, per order):\n"
               << "  " << fixed(last.writes / n, 1) << " journal writes, acknowledged after "
               << fixed(last.write_ack_ms, 2)
-              << " ms on average (queue + commit + fsync; timed on every 16th write and each"
-                 " order's last)\n"
+              << " ms on average (queue + commit + fsync; timed on one write in "
+              << observed_journal::ack_sample << " and each order's last)\n"
               << "  " << fixed(last.outbox_polls / n, 2) << " outbox reads ("
               << fixed(last.outbox_poll_ms, 2) << " ms each, "
               << fixed(last.outbox_rows / std::max(last.outbox_polls, 1.0), 1) << " rows each, "
