@@ -179,19 +179,29 @@ std::int64_t num(const json::object& o, std::string_view key) {
   return it != o.end() && it->value().is_number() ? it->value().to_number<std::int64_t>() : 0;
 }
 
+/// The instance enters step `step`.
+void enter_step(flow_state& st, std::string step) {
+  st.position = std::move(step);
+  st.executed.push_back(st.position);
+  st.status = "running";
+  st.waiting_for.reset();
+  st.deadline = 0;
+}
+
 /// Applies one flow event (F1). Never fails on events this engine wrote.
 void apply_event(flow_state& st, std::string_view name, const json::object& p) {
+  // The first event of a send or wait step enters it ("entered": true, see
+  // run::emit_object); flow.step_entered does so for the other steps.
+  if (auto it = p.find("entered"); it != p.end() && it->value().is_bool()
+                                   && it->value().as_bool())
+    enter_step(st, str(p, "step"));
   if (name == "flow.started") {
     st.started = true;
     st.status = "running";
     if (auto it = p.find("data"); it != p.end() && it->value().is_object())
       st.data = it->value().as_object();
   } else if (name == "flow.step_entered") {
-    st.position = str(p, "step");
-    st.executed.push_back(st.position);
-    st.status = "running";
-    st.waiting_for.reset();
-    st.deadline = 0;
+    enter_step(st, str(p, "step"));
   } else if (name == "flow.command_sent") {
     if (num(p, "attempt") <= 1) {
       completed_send c{str(p, "step"), std::nullopt};
@@ -395,10 +405,27 @@ public:
     emit_object(std::move(name), json::object(fields, arena()));
   }
 
-  /// Emits the event `name` with `payload` (best built in arena()).
-  void emit_object(std::string name, const json::object& payload) {
+  /// Emits the event `name` with `payload` (best built in arena()). A send or wait step
+  /// being entered (entering_) is recorded by its own first event, flow.command_sent,
+  /// flow.waiting or flow.event_consumed, which then carries "entered": true: one event
+  /// fewer per step than a flow.step_entered before it. Any other event comes first
+  /// (a failed send ending the flow, expired early events): flow.step_entered goes ahead.
+  void emit_object(std::string name, json::object payload) {
+    if (entering_) {
+      auto step = std::move(*entering_);
+      entering_.reset();
+      if (enters_with(name) && str(payload, "step") == step)
+        payload["entered"] = true;
+      else
+        emit("flow.step_entered", {{"step", step}});
+    }
     apply_event(st_, name, payload);
     rec_.events.push_back({std::move(name), 1, json::serialize(payload), {b_.type_name()}});
+  }
+
+  /// Events that can enter the step they name.
+  static bool enters_with(std::string_view name) {
+    return name == "flow.command_sent" || name == "flow.waiting" || name == "flow.event_consumed";
   }
 
   /// Storage for JSON that lives only while the decision is made (event payloads until
@@ -411,7 +438,11 @@ public:
   void from(std::string step_name) {
     for (int guard = 0; guard < 10000; ++guard) {
       const auto& step = b_.step(step_name);
-      emit("flow.step_entered", {{"step", step.name}});
+      if (std::holds_alternative<send_step>(step.kind)
+          || std::holds_alternative<wait_step>(step.kind))
+        entering_ = step.name;  // recorded by the step's first event (emit_object)
+      else
+        emit("flow.step_entered", {{"step", step.name}});
       std::optional<std::string> next = std::visit(
         [&](const auto& k) -> std::optional<std::string> { return execute(step, k); }, step.kind);
       if (!next)
@@ -463,7 +494,7 @@ public:
       ev["compensation"] = command_to_json(*comp);
     }
     cmd->failure_tag = step.name + "#" + std::to_string(attempt);
-    emit_object("flow.command_sent", ev);
+    emit_object("flow.command_sent", std::move(ev));
     rec_.sends.push_back(std::move(*cmd));
     return true;
   }
@@ -487,7 +518,7 @@ public:
     json::object ev({{"step", step}, {"event", event}, {"merged", std::move(merged)}}, arena());
     if (buffer_index)
       ev["buffer_index"] = *buffer_index;
-    emit_object("flow.event_consumed", ev);
+    emit_object("flow.event_consumed", std::move(ev));
     if (!buffer_index)
       leave_wait();
     from(next_after(w, event));
@@ -600,6 +631,8 @@ private:
   std::string id_;
   persistence::time_ms now_;
   actors::decision_record rec_;
+  /// A send or wait step entered and not yet recorded (see emit_object).
+  std::optional<std::string> entering_;
   unsigned char arena_buffer_[4096];
   json::monotonic_resource arena_{arena_buffer_, sizeof(arena_buffer_)};
 };

@@ -398,13 +398,15 @@ TEST_CASE("a send step delivers exactly one command with its payload template fi
                         {"lines", json::array{"A-7", 2}},
                         {"channel", "web"},
                         {"dollar", "$"}});
+  // The send step is entered by its flow.command_sent; the end step by flow.step_entered.
   CHECK(fx.names("noting/n1")
-        == strings{"flow.started", "flow.step_entered", "flow.command_sent", "flow.step_entered",
-                   "flow.ended"});
+        == strings{"flow.started", "flow.command_sent", "flow.step_entered", "flow.ended"});
   auto sent = fx.payloads("noting/n1", "flow.command_sent");
   CHECK(sent[0].at("step") == "note it");
   CHECK(sent[0].at("attempt") == 1);
+  CHECK(sent[0].at("entered") == true);
   auto st = fx.status("noting", "n1");
+  CHECK(st.executed == strings{"note it", "done"});
   CHECK(st.status == "completed");
   CHECK(st.reason == "noted");
   CHECK(st.completed == strings{"note it"});
@@ -816,6 +818,13 @@ TEST_CASE("an event that arrives before its wait is buffered and consumed when t
   CHECK(consumed[1].at("event") == "goods.fetched");
   CHECK(consumed[1].at("step") == "await goods");
   CHECK(consumed[1].at("buffer_index") == 0);
+  // The buffered event's consumption is also the goods wait's first event: it enters it.
+  CHECK_FALSE(consumed[0].contains("entered"));
+  CHECK(consumed[1].at("entered") == true);
+  CHECK(st.executed == strings{"await approval", "await goods", "done"});
+  CHECK(fx.names("approval/a1")
+        == strings{"flow.started", "flow.waiting", "flow.event_buffered", "flow.event_consumed",
+                   "flow.event_consumed", "flow.step_entered", "flow.ended"});
   // The goods wait never really waited: no timeout is left to fire.
   CHECK(fx.timers("approval/a1").empty());
   fx.advance(2 * 24h);
@@ -837,12 +846,66 @@ TEST_CASE("an early event older than early_event_ttl is dropped when its wait st
   auto expired = fx.payloads("approval/a2", "flow.buffer_expired");
   REQUIRE(expired.size() == 1);
   CHECK(expired[0].at("count") == 1);
+  // The expiry comes before the wait's own first event: a flow.step_entered enters it.
+  CHECK(fx.names("approval/a2")
+        == strings{"flow.started", "flow.waiting", "flow.event_buffered", "flow.event_consumed",
+                   "flow.step_entered", "flow.buffer_expired", "flow.waiting"});
+  CHECK_FALSE(fx.payloads("approval/a2", "flow.waiting")[1].contains("entered"));
+  CHECK(st.executed == strings{"await approval", "await goods"});
+  CHECK(st.current_step == "await goods");
   // A fresh delivery is consumed normally.
   fx.deliver_ok("approval", "a2", "goods.fetched", {{"order_id", "a2"}, {"pick_id", "p-2"}},
                 "goods-a2-2");
   st = fx.status("approval", "a2");
   CHECK(st.status == "completed");
   CHECK(st.data.at("pick_id") == "p-2");
+}
+
+TEST_CASE("a flow stored with a flow.step_entered before every step (journals written before "
+          "events carried entered) recovers where it stood and runs on") {
+  std::shared_ptr<lp::journal> journal;
+  {
+    flow_runtime fx;
+    journal = fx.cfg.journal_override;
+    // Recorded by the earlier engine: started, step_entered, waiting.
+    lp::atomic_write w;
+    w.persistence_id = "approval/old";
+    w.new_stream = true;
+    w.events.push_back({"flow.started", 1, R"({"data":{"order_id":"old","note":"n"}})", {"approval"}});
+    w.events.push_back({"flow.step_entered", 1, R"({"step":"await approval"})", {"approval"}});
+    w.events.push_back({"flow.waiting", 1,
+                        R"({"step":"await approval","event":"order.approved","deadline":0})",
+                        {"approval"}});
+    REQUIRE(journal->write_and_wait(std::move(w)));
+    fx.add(approval_flow()).start();
+    auto st = fx.status("approval", "old");
+    CHECK(st.status == "waiting");
+    CHECK(st.current_step == "await approval");
+    CHECK(st.executed == strings{"await approval"});
+    fx.deliver_ok("approval", "old", "order.approved", {{"order_id", "old"}}, "approve-old");
+    st = fx.status("approval", "old");
+    CHECK(st.current_step == "await goods");
+    CHECK(st.executed == strings{"await approval", "await goods"});
+  }
+  // A restart replays both kinds: the old step_entered and the new entering flow.waiting.
+  flow_runtime fx;
+  fx.cfg.journal_override = journal;
+  fx.add(approval_flow()).start();
+  auto st = fx.status("approval", "old");
+  CHECK(st.status == "waiting");
+  CHECK(st.current_step == "await goods");
+  CHECK(st.waiting_for == "goods.fetched");
+  CHECK(st.executed == strings{"await approval", "await goods"});
+  CHECK(fx.timers("approval/old").size() == 1);
+  fx.deliver_ok("approval", "old", "goods.fetched", {{"order_id", "old"}, {"pick_id", "p-9"}},
+                "goods-old");
+  st = fx.status("approval", "old");
+  CHECK(st.status == "completed");
+  CHECK(st.executed == strings{"await approval", "await goods", "done"});
+  CHECK(st.data.at("note") == "n");
+  CHECK(fx.names("approval/old")
+        == strings{"flow.started", "flow.step_entered", "flow.waiting", "flow.event_consumed",
+                   "flow.waiting", "flow.event_consumed", "flow.step_entered", "flow.ended"});
 }
 
 TEST_CASE("the same event delivered twice with one message id is consumed once: the second "
