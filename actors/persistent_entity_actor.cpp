@@ -367,6 +367,9 @@ make_write(entity_actor_state& st, const command_envelope& cmd, decision_record&
   persistence::atomic_write w;
   w.persistence_id = st.pid;
   w.expected_seq = st.highest + 1;
+  // Event payloads come from the entity behaviors' JSON serializers, timer and outbox
+  // payloads from command_json: the journal need not parse them again.
+  w.payloads_serialized = true;
   w.events = std::move(d.events);
   w.cancel_all_timers = d.finished;
   if (!cmd.timer_name.empty())  // a fired timer is removed with its command's effects

@@ -3,6 +3,8 @@
 #include "persistence/journal.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serializer.hpp>
@@ -51,6 +53,53 @@ bool is_valid_json(std::string_view text) noexcept {
   boost::json::error_code ec;
   auto n = p.write_some(false, text.data(), text.size(), ec);
   return !ec && n == text.size();
+}
+
+bool is_valid_utf8(std::string_view text) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    if (end - p >= 8) {  // ASCII, 8 bytes at a time
+      std::uint64_t word;
+      std::memcpy(&word, p, sizeof(word));
+      if ((word & 0x8080808080808080ull) == 0) {
+        p += 8;
+        continue;
+      }
+    }
+    auto c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    std::ptrdiff_t more = 0;  // continuation bytes
+    std::uint32_t cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      more = 1;
+      cp = c & 0x1Fu;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      more = 2;
+      cp = c & 0x0Fu;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      more = 3;
+      cp = c & 0x07u;
+    } else {
+      return false;  // a continuation byte first, 0xC0/0xC1 (overlong), or above 0xF4
+    }
+    if (end - p <= more)
+      return false;
+    for (std::ptrdiff_t i = 1; i <= more; ++i) {
+      if ((p[i] & 0xC0u) != 0x80u)
+        return false;
+      cp = (cp << 6) | (p[i] & 0x3Fu);
+    }
+    if (more == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
+      return false;  // overlong, or a surrogate
+    if (more == 3 && (cp < 0x10000 || cp > 0x10FFFF))
+      return false;  // overlong, or above U+10FFFF
+    p += more + 1;
+  }
+  return true;
 }
 
 void append_json_string(std::string& out, std::string_view text) {
@@ -109,19 +158,26 @@ caf::error check_name(std::string_view what, std::string_view name, std::size_t 
   return {};
 }
 
+/// A payload's JSON test. `serialized`: the text comes from a JSON serializer
+/// (atomic_write::payloads_serialized), so its structure is right and only its UTF-8 can
+/// be wrong.
+bool json_ok(std::string_view json, bool serialized) {
+  return serialized ? is_valid_utf8(json) : is_valid_json(json);
+}
+
 /// check_payload's test without its message: true if `json` passes.
-bool payload_ok(std::string_view json, const write_limits& limits) {
-  return json.size() <= limits.max_payload_bytes && is_valid_json(json);
+bool payload_ok(std::string_view json, const write_limits& limits, bool serialized) {
+  return json.size() <= limits.max_payload_bytes && json_ok(json, serialized);
 }
 
 caf::error check_payload(std::string_view what, std::string_view json,
-                         const write_limits& limits) {
+                         const write_limits& limits, bool serialized) {
   if (json.size() > limits.max_payload_bytes)
     return make_persistence_error(persistence_errc::payload_too_large,
                                   std::string{what} + " is " + std::to_string(json.size())
                                     + " bytes, limit "
                                     + std::to_string(limits.max_payload_bytes));
-  if (!is_valid_json(json))
+  if (!json_ok(json, serialized))
     return make_persistence_error(persistence_errc::invalid_payload,
                                   std::string{what} + " is not valid JSON");
   return {};
@@ -151,7 +207,7 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
     };
     if (name_ok(ev.type) && ev.schema_version != 0
         && std::all_of(ev.tags.begin(), ev.tags.end(), name_ok)
-        && payload_ok(ev.payload_json, limits))
+        && payload_ok(ev.payload_json, limits, w.payloads_serialized))
       continue;
     auto what = "event " + std::to_string(i) + " of '" + w.persistence_id + "'";
     if (auto err = check_name(what + " type", ev.type, limits.max_name_bytes))
@@ -162,7 +218,8 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
     for (const auto& tag : ev.tags)
       if (auto err = check_name(what + " tag", tag, limits.max_name_bytes))
         return err;
-    if (auto err = check_payload(what + " payload (" + ev.type + ")", ev.payload_json, limits))
+    if (auto err = check_payload(what + " payload (" + ev.type + ")", ev.payload_json, limits,
+                                 w.payloads_serialized))
       return err;
   }
   for (const auto& t : w.timers_to_set) {
@@ -171,9 +228,10 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
     if (t.due_ms < 0)
       return make_persistence_error(persistence_errc::invalid_argument,
                                     "timer '" + t.name + "' is due before the epoch");
-    if (payload_ok(t.payload_json, limits))
+    if (payload_ok(t.payload_json, limits, w.payloads_serialized))
       continue;  // a valid timer payload costs no message text
-    if (auto err = check_payload("timer '" + t.name + "' payload", t.payload_json, limits))
+    if (auto err = check_payload("timer '" + t.name + "' payload", t.payload_json, limits,
+                                 w.payloads_serialized))
       return err;
   }
   for (const auto& t : w.timers_to_cancel)
@@ -184,10 +242,10 @@ caf::error validate_write(const atomic_write& w, const write_limits& limits) {
       return err;
     if (auto err = check_name("outbox destination", m.destination, limits.max_id_bytes))
       return err;
-    if (payload_ok(m.payload_json, limits))
+    if (payload_ok(m.payload_json, limits, w.payloads_serialized))
       continue;
     if (auto err = check_payload("outbox message '" + m.message_id + "' payload",
-                                 m.payload_json, limits))
+                                 m.payload_json, limits, w.payloads_serialized))
       return err;
   }
   if (w.processed_message_id)

@@ -1464,6 +1464,61 @@ LONGHAUL_CONTRACT_CASE("bad input is refused with its error code as a rejection,
   CHECK(store(good()).highest_seq == 1);
 }
 
+LONGHAUL_CONTRACT_CASE("a write marked payloads_serialized is still refused for a string that "
+                       "is not UTF-8 (invalid_payload) or a payload over the limit, in its "
+                       "events, timers and outbox, and stores well-formed UTF-8 as it is") {
+  const write_limits limits;
+  auto good = [] {
+    auto w = write_for("serialized", 1,
+                       {event("thing.happened", "{\"s\":\"caf\\u00e9 \xc3\xa9\"}")});
+    w.timers_to_set.push_back(timer("reminder", start_ms + 100));
+    w.outbox.push_back(message("out-1", "mailer/1"));
+    w.processed_message_id = "cmd-1";
+    w.payloads_serialized = true;
+    return w;
+  };
+  struct row {
+    const char* what;
+    std::function<void(atomic_write&)> damage;
+    persistence_errc expected;
+  };
+  const std::vector<row> table{
+    {"a stray continuation byte in an event",
+     [](atomic_write& w) { w.events[0].payload_json = "{\"s\":\"a\x80" "b\"}"; },
+     errc::invalid_payload},
+    {"an overlong '/' in an event",
+     [](atomic_write& w) { w.events[0].payload_json = "{\"s\":\"\xc0\xaf\"}"; },
+     errc::invalid_payload},
+    {"a surrogate in a timer",
+     [](atomic_write& w) { w.timers_to_set[0].payload_json = "\"\xed\xa0\x80\""; },
+     errc::invalid_payload},
+    {"a truncated sequence at the end of an outbox payload",
+     [](atomic_write& w) { w.outbox[0].payload_json = "\"\xe2\x82"; },
+     errc::invalid_payload},
+    {"a code point above U+10FFFF in an outbox payload",
+     [](atomic_write& w) { w.outbox[0].payload_json = "\"\xf4\x90\x80\x80\""; },
+     errc::invalid_payload},
+    {"an oversized event payload",
+     [&](atomic_write& w) {
+       w.events[0].payload_json = '"' + std::string(limits.max_payload_bytes - 1, 'a') + '"';
+     },
+     errc::payload_too_large},
+  };
+  for (const auto& r : table) {
+    CAPTURE(r.what);
+    auto w = good();
+    r.damage(w);
+    auto err = refuse(std::move(w));
+    CHECK(persistence_code(err) == r.expected);
+    CHECK(is_rejection(err));
+  }
+  require_nothing_stored("serialized", "cmd-1");
+  CHECK(store(good()).highest_seq == 1);
+  auto events = replay("serialized").events;
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].payload_json == "{\"s\":\"caf\\u00e9 \xc3\xa9\"}");
+}
+
 LONGHAUL_CONTRACT_CASE("a persistence id and a payload exactly at their limits are accepted") {
   const write_limits limits;
   std::string id(limits.max_id_bytes, 'i');

@@ -4,9 +4,11 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +111,60 @@ TEST_CASE("memory journal: configured write limits are enforced", "[journal][mem
   REQUIRE_FALSE(too_large);
   CHECK(persistence_code(too_large.error()) == persistence_errc::payload_too_large);
   CHECK(j.write_and_wait(one_event_write("eightbyt", 1)));
+}
+
+TEST_CASE("is_valid_utf8 accepts exactly the strings boost::json's parser accepts as UTF-8",
+          "[journal][json]") {
+  // The JSON string "<bytes>" is valid exactly when its bytes are well-formed UTF-8, for
+  // bytes that need no escape (no control character, quote or backslash).
+  auto agrees = [](const std::string& bytes) {
+    auto quoted = '"' + bytes + '"';
+    return is_valid_utf8(bytes) == is_valid_json(quoted);
+  };
+  const std::vector<std::string> fixed{
+    "", "plain ascii, longer than eight bytes", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+    "\xf4\x8f\xbf\xbf",                   // U+10FFFF, the last code point
+    "\xef\xbf\xbf",                        // U+FFFF
+    "\xed\x9f\xbf",                        // U+D7FF, just below the surrogates
+    "\xee\x80\x80",                        // U+E000, just above them
+    "\x80", "\xbf", "\xc0\x80", "\xc1\xbf", // continuation first, overlong 2-byte
+    "\xe0\x80\x80", "\xe0\x9f\xbf",       // overlong 3-byte
+    "\xed\xa0\x80", "\xed\xbf\xbf",       // surrogates
+    "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", // overlong 4-byte
+    "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\xfe", // above U+10FFFF, never bytes
+    "\xc3", "\xe2\x82", "\xf0\x9f\x98",     // truncated
+    "\xc3(", "\xe2(\xac", "abcdefg\xc3", "abcdefgh\xe2\x82\xac" "12345678\x80"};
+  for (const auto& f : fixed) {
+    INFO("bytes: " << boost::json::serialize(boost::json::string_view{f.data(), f.size()}));
+    CHECK(agrees(f));
+  }
+  CHECK(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));
+  // Random strings of mostly high bytes, so that most mix valid and broken sequences.
+  std::mt19937 rng{20261205};
+  std::uniform_int_distribution<int> len(0, 24), byte(0x20, 0xff);
+  int valid_multibyte = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string bytes;
+    for (int n = len(rng); n > 0; --n) {
+      auto b = byte(rng);
+      if (b < 0x80 && (b % 3) != 0)
+        b += 0x80;  // two thirds of the "ASCII" draws become high bytes
+      if (b == '"' || b == '\\' || b == 0x7f)
+        b = 'a';
+      bytes += static_cast<char>(b);
+    }
+    auto high = std::any_of(bytes.begin(), bytes.end(),
+                            [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+    valid_multibyte += high && is_valid_utf8(bytes) ? 1 : 0;
+    if (!agrees(bytes)) {
+      INFO("bytes: " << boost::json::serialize(
+             boost::json::string_view{bytes.data(), bytes.size()}));
+      CHECK(agrees(bytes));
+      break;
+    }
+  }
+  CHECK(valid_multibyte > 1000);  // the random strings reached well-formed sequences too
 }
 
 TEST_CASE("append_json_string and append_json write what boost::json::serialize writes",

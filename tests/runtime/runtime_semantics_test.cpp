@@ -50,6 +50,21 @@ TEST_CASE("after a restart an instance recovers its state and sequence number fr
 // without reading, and its first write is stored only as a new stream. These check that a
 // stored instance is never answered from the presumed state.
 
+TEST_CASE("a decision whose event holds a string that is not UTF-8 is refused with "
+          "invalid_payload, stores nothing, and the instance takes its next command") {
+  bank_runtime b;
+  b.start();
+  auto bad = b.rt().ask("account", "u1", bank::open_account{"owner \xff"});
+  CHECK(code_of(bad) == "invalid_payload");
+  CHECK(text_of(bad).find("account.opened") != std::string::npos);
+  CHECK(b.account_events("u1").empty());
+  auto good = b.rt().ask("account", "u1", bank::open_account{"caf\xc3\xa9"});
+  CHECK(code_of(good) == "ok");
+  CHECK(b.account_events("u1") == std::vector<std::string>{"account.opened"});
+  b.restart();
+  CHECK(b.status("u1").highest_seq == 1);
+}
+
 TEST_CASE("a command to a stored instance that is not live is decided against its stored state, though its activation presumes a new id") {
   bank_runtime b;
   b.start();
