@@ -10,6 +10,9 @@
 #include <boost/json.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include <cstddef>
+#include <optional>
+
 namespace longhaul::actors {
 
 namespace {
@@ -178,23 +181,81 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
       });
 }
 
+/// The memory of one dispatched message's JSON: a monotonic arena whose first block is
+/// inside it. Parsing a typical message costs one allocation (this object, below the
+/// 1 KiB up to which glibc's malloc stays on its fast paths) instead of one per key and
+/// per longer string; a bigger message continues in blocks from the heap. Everything is
+/// freed at once with the last value using it: the command, on the receiver's thread.
+/// An arena must serve one command only: the command travels in CAF messages, so one
+/// thread at a time allocates from it (copies constructed from its values stay in it).
+class message_arena final : public boost::json::memory_resource {
+public:
+  message_arena() : arena_(first_block_, sizeof(first_block_)) {}
+
+private:
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    return arena_.allocate(n, align);
+  }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  bool do_is_equal(const boost::json::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  alignas(std::max_align_t) unsigned char first_block_[704];
+  boost::json::monotonic_resource arena_;  ///< after first_block_, which it starts with
+};
+
+/// A stored message ({"name":..,"payload":..}) split, its payload in a message_arena.
+struct stored_message {
+  std::string name;
+  boost::json::value payload;
+};
+
+std::optional<stored_message> split_message(const std::string& text) {
+  boost::json::error_code ec;
+  auto doc = boost::json::parse(text, ec, boost::json::make_shared_resource<message_arena>());
+  if (ec || !doc.is_object())
+    return std::nullopt;
+  auto& o = doc.as_object();
+  auto* name = o.if_contains("name");
+  if (name == nullptr || !name->is_string())
+    return std::nullopt;
+  stored_message out{std::string{name->as_string()}, boost::json::value(doc.storage())};
+  if (auto* p = o.if_contains("payload"))
+    out.payload = std::move(*p);  // the same arena: moved, not copied
+  return out;
+}
+
+/// A command carrying `payload` as it is (constructed from it: assigning a value from
+/// another arena would copy it).
+command_envelope command_for(std::string type, std::string id, std::string name,
+                             boost::json::value&& payload, std::string message_id) {
+  return command_envelope{.entity_type = std::move(type),
+                          .entity_id = std::move(id),
+                          .name = std::move(name),
+                          .payload = std::move(payload),
+                          .message_id = std::move(message_id),
+                          .late_by_ms = 0,
+                          .timer_name = {},
+                          .timer_due_ms = 0,
+                          .typed = nullptr,
+                          .typed_tag = nullptr,
+                          .typed_encode = nullptr};
+}
+
 /// Splits a stored message ({"name":..,"payload":..}) and dispatches it.
 void dispatch(self_ptr self, persistence::outbox_record&& polled) {
   auto& st = self->state;
   auto seq = polled.outbox_seq;
   const auto& row = (st.in_flight[seq].row = std::move(polled));
-  boost::json::error_code ec;
-  auto doc = boost::json::parse(row.payload_json, ec);
-  if (ec || !doc.is_object() || !doc.as_object().contains("name")
-      || !doc.at("name").is_string()) {
+  auto message = split_message(row.payload_json);
+  if (!message) {
     dead_letter(self, row, "stored outbox payload is not {name, payload}");
     finish(self, seq);
     return;
   }
-  std::string name{doc.at("name").as_string()};
-  boost::json::value payload;
-  if (auto* p = doc.as_object().if_contains("payload"))
-    payload = std::move(*p);
+  auto& name = message->name;
+  auto& payload = message->payload;
   if (row.destination.rfind("event:", 0) == 0) {
     auto subs = st.subscriptions.find(name);
     if (subs == st.subscriptions.end() || subs->second.empty()) {
@@ -209,16 +270,13 @@ void dispatch(self_ptr self, persistence::outbox_record&& polled) {
                                    + "' cannot correlate: " + persistence::describe(id.error()));
           continue;
         }
-        command_envelope cmd;
-        cmd.entity_type = sub.entity_type;
-        cmd.entity_id = std::move(*id);
-        cmd.name = name;
-        if (i + 1 == all.size())
-          cmd.payload = std::move(payload);  // the last subscriber takes it, the others copy
-        else
-          cmd.payload = payload;
-        cmd.message_id = row.message_id + "@" + sub.entity_type;
-        deliver(self, row, std::move(cmd));
+        // The last subscriber takes the payload; the others get copies on the heap, so
+        // that no two receivers (on two threads) ever allocate from one arena.
+        auto mine = i + 1 == all.size() ? std::move(payload)
+                                        : boost::json::value(payload, boost::json::storage_ptr{});
+        deliver(self, row,
+                command_for(sub.entity_type, std::move(*id), name, std::move(mine),
+                            row.message_id + "@" + sub.entity_type));
       }
     }
   } else {
@@ -226,13 +284,9 @@ void dispatch(self_ptr self, persistence::outbox_record&& polled) {
     if (!target) {
       dead_letter(self, row, "destination '" + row.destination + "' is not type/id");
     } else {
-      command_envelope cmd;
-      cmd.entity_type = std::move(target->first);
-      cmd.entity_id = std::move(target->second);
-      cmd.name = std::move(name);
-      cmd.payload = std::move(payload);
-      cmd.message_id = row.message_id;
-      deliver(self, row, std::move(cmd));
+      deliver(self, row,
+              command_for(std::move(target->first), std::move(target->second),
+                          std::move(name), std::move(payload), row.message_id));
     }
   }
   finish(self, seq);

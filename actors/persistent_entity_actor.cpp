@@ -451,9 +451,14 @@ bool stores_nothing(const persistence::atomic_write& w) {
 /// Makes `pc` the command in flight, with what happens once its write is stored.
 void hold_in_flight(entity_actor_state& st, entity_actor_state::pending_command pc,
                     decision_record d = {}) {
-  st.in_flight = std::make_unique<entity_actor_state::write_in_flight>();
-  st.in_flight->command = std::move(pc);
-  st.in_flight->decision = std::move(d);
+  // Constructed from the command, not assigned: a payload in a message arena (outbox
+  // dispatcher) would be copied by an assignment.
+  st.in_flight = std::make_unique<entity_actor_state::write_in_flight>(
+    entity_actor_state::write_in_flight{.command = std::move(pc),
+                                        .decision = std::move(d),
+                                        .rejection = {},
+                                        .incident = std::nullopt,
+                                        .timers = std::nullopt});
 }
 
 void send_write(self_ptr self, persistence::atomic_write w) {
