@@ -167,6 +167,26 @@ void arm_passivation(self_ptr self) {
   arm_passivation(self, passivate_after(self->state));
 }
 
+/// Asks the supervisor to passivate this idle instance. The supervisor stops it only if
+/// it routed nothing since (`received`); otherwise the command on its way is handled and
+/// the instance asks again when it is idle.
+void ask_to_passivate(self_ptr self) {
+  auto& s = self->state;
+  if (auto sup = caf::actor_cast<caf::actor>(s.supervisor))
+    self->send(sup, passivate_atom::value, s.pid, s.received,
+               s.stored_a_write || s.highest > 0 || !s.timers.empty());
+}
+
+/// The instance became idle: a finished one leaves memory now (unless passivation is
+/// off), any other one once it has been idle for passivate_after.
+void on_idle(self_ptr self) {
+  auto& st = self->state;
+  if (st.finished && st.ctx->settings.passivate_after.count() > 0)
+    ask_to_passivate(self);
+  else
+    arm_passivation(self);
+}
+
 instance_status status_of(const entity_actor_state& st);
 
 /// Status requests that arrived during recovery are answered once it ends.
@@ -316,6 +336,7 @@ void load_first_chunk(self_ptr self) {
 void start_recovery(self_ptr self) {
   auto& st = self->state;
   st.presumed_new = false;
+  st.finished = false;
   st.current = mode::recovering;
   st.state = st.behavior->initial_state();
   st.highest = 0;
@@ -371,7 +392,10 @@ make_write(entity_actor_state& st, const command_envelope& cmd, decision_record&
   // payloads from command_json: the journal need not parse them again.
   w.payloads_serialized = true;
   w.events = std::move(d.events);
-  w.cancel_all_timers = d.finished;
+  // A finished instance's timers all go; `timers` is what is stored (a presumed-new
+  // instance's write is stored only for an id without a stream, so without timers): with
+  // none, the write need not touch the timer table.
+  w.cancel_all_timers = d.finished && !st.timers.empty();
   if (!cmd.timer_name.empty())  // a fired timer is removed with its command's effects
     w.timers_to_cancel.push_back({cmd.timer_name});
   for (auto& name : d.timers_to_cancel)
@@ -619,7 +643,7 @@ void process(self_ptr self) {
   }
   notify_drained(self);
   if (idle(st))
-    arm_passivation(self);
+    on_idle(self);
 }
 
 void maybe_snapshot(self_ptr self, std::size_t new_events, bool requested) {
@@ -706,6 +730,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     auto stored = out.result->highest_seq - st.highest;
     st.highest = out.result->highest_seq;
     st.stored_a_write = true;
+    st.finished = d.finished;
     if (d.apply)
       d.apply(*st.state);
     if (held->incident)
@@ -887,9 +912,7 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
         arm_passivation(self, after - idle_for);
         return;
       }
-      if (auto sup = caf::actor_cast<caf::actor>(s.supervisor))
-        self->send(sup, passivate_atom::value, s.pid, s.received,
-                   s.stored_a_write || s.highest > 0 || !s.timers.empty());
+      ask_to_passivate(self);
     },
     [self](stop_atom) {
       // The supervisor routed nothing since our passivation request: we are idle.

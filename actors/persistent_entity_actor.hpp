@@ -102,6 +102,9 @@ struct entity_actor_state {
   std::uint64_t received = 0;  ///< commands received (compared by the supervisor)
   caf::actor_clock::time_point last_active;  ///< last command or write outcome (passivation)
   bool passivation_armed = false;
+  /// The last stored decision finished the instance (decision_record::finished): it asks
+  /// to be passivated as soon as it is idle, instead of after passivate_after.
+  bool finished = false;
   bool permit_held = false;
   /// Activated without reading the journal, as the supervisor does for a command: the
   /// state is presumed initial until the first write, stored as a new stream, proves it,

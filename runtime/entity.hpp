@@ -164,7 +164,9 @@ public:
     return *this;
   }
 
-  /// The instance is done: every timer it has is removed with this decision.
+  /// The instance is done: every timer it has is removed with this decision, and once
+  /// the decision is stored the instance leaves memory as soon as it is idle, without
+  /// waiting for passivate_after (a later command activates it again from the journal).
   decision& finish() {
     record_.finished = true;
     return *this;

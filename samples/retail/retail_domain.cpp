@@ -228,7 +228,7 @@ longhaul::decision<inventory::event> inventory::decide(const state& s, const com
       return goods_unavailable{i.article};
   goods_fetched ev{f.order_id, "pick-" + f.order_id};
   longhaul::decision<event> d{ev};
-  d.publish(ev);
+  d.publish(ev).finish();  // an order's goods are picked once
   return d;
 }
 
@@ -247,7 +247,7 @@ longhaul::decision<shipping::event> shipping::decide(const state& s, const comma
     return shipment_lost{shipment};
   goods_shipped ev{g.order_id, g.customer, shipment};
   longhaul::decision<event> d{ev};
-  d.publish(ev);
+  d.publish(ev).finish();  // an order ships once
   return d;
 }
 

@@ -112,7 +112,7 @@ struct checkout {
                               + std::to_string(sum) + ")");
     order_placed ev{cmd.order_id, cmd.customer, cmd.items, cmd.total};
     longhaul::decision<event> d{ev};
-    d.publish(ev).reply(cmd.order_id);
+    d.publish(ev).reply(cmd.order_id).finish();  // a checkout places one order
     return d;
   }
 

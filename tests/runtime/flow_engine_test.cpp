@@ -1048,6 +1048,30 @@ TEST_CASE("a flow instance that is not started reports not_started") {
   CHECK(st.executed.empty());
 }
 
+TEST_CASE("an ended flow instance leaves memory as soon as its end is stored, and its status "
+          "is read back from the journal") {
+  flow_runtime fx;
+  fx.cfg.passivate_after = 1h;
+  fx.add(approval_flow()).start();
+  auto live = [&] { return *fx.rt().live_instances(); };
+  fx.start_flow("approval", "e1", {});
+  CHECK(live() == 1);  // waiting: stays
+  fx.deliver_ok("approval", "e1", "order.approved", {{"order_id", "e1"}}, "approve-e1");
+  CHECK(live() == 1);
+  fx.deliver_ok("approval", "e1", "goods.fetched", {{"order_id", "e1"}, {"pick_id", "p-1"}},
+                "goods-e1");
+  CHECK(live() == 0);  // ended: passivated without waiting for passivate_after
+  auto st = fx.status("approval", "e1");
+  CHECK(st.status == "completed");
+  CHECK(st.executed == strings{"await approval", "await goods", "done"});
+  // A late duplicate is still recognized after the instance came back from the journal.
+  auto dup = fx.deliver("approval", "e1", "goods.fetched",
+                        {{"order_id", "e1"}, {"pick_id", "p-1"}}, "goods-e1");
+  REQUIRE(dup);
+  CHECK(dup->duplicate);
+  CHECK(fx.names("approval/e1").back() == "flow.ended");
+}
+
 // -- restart -----------------------------------------------------------------------------------------
 
 TEST_CASE("a flow survives a runtime restart on SQLite in the middle of a wait and finishes "

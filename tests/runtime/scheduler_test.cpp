@@ -565,6 +565,38 @@ TEST_CASE("a passivated instance is woken by its timer") {
   CHECK(*t.rt().live_instances() == 0);
 }
 
+TEST_CASE("an instance whose stored decision finished it is passivated as soon as it is idle, "
+          "not after passivate_after, and a later command finds its state") {
+  timer_runtime t;
+  t.cfg.passivate_after = 1h;
+  t.start();
+  auto live = [&] { return *t.rt().live_instances(); };
+  t.ask_ok("billing", "b", timers::start_billing{2});
+  CHECK(live() == 1);
+  t.advance(24h);  // day 1 is billed by its timer: not finished, so it stays for an hour
+  CHECK(live() == 1);
+  t.advance(24h);  // day 2 is billed and finishes the billing: it leaves at once
+  CHECK(live() == 0);
+  CHECK(event_names(t.journal(), "billing/b")
+        == std::vector<std::string>{"billing.started", "billing.day_billed",
+                                    "billing.day_billed"});
+  auto again = t.rt().ask("billing", "b", timers::start_billing{5});
+  CHECK(code_of(again) == "rejected");  // decided against the stored state
+  CHECK(live() == 1);  // a rejection finishes nothing: the usual idle timeout applies
+  t.advance(2h);
+  CHECK(live() == 0);
+}
+
+TEST_CASE("with passivation off (passivate_after 0) a finished instance stays live") {
+  timer_runtime t;
+  t.cfg.passivate_after = 0ms;
+  t.start();
+  t.ask_ok("billing", "b", timers::start_billing{1});
+  t.advance(24h);
+  REQUIRE(t.journal().timers_of("billing/b")->empty());  // finished
+  CHECK(*t.rt().live_instances() == 1);
+}
+
 TEST_CASE("100,000 timers fire exactly once each, in due order, through the virtual clock",
           "[scale]") {
   auto count = env_count("LONGHAUL_TIMER_COUNT", 100000);
