@@ -1376,6 +1376,13 @@ LONGHAUL_CONTRACT_CASE("a processed rejection without a processed message id is 
 
 // --- bad input ---------------------------------------------------------------------------------
 
+/// One row of a bad-input table: what `damage` breaks in a good write, and the refusal.
+struct bad_write {
+  const char* what;
+  std::function<void(atomic_write&)> damage;
+  persistence_errc expected;
+};
+
 LONGHAUL_CONTRACT_CASE("bad input is refused with its error code as a rejection, through the "
                        "callback exactly once, and nothing is stored") {
   const write_limits limits;
@@ -1388,12 +1395,7 @@ LONGHAUL_CONTRACT_CASE("bad input is refused with its error code as a rejection,
     w.processed_message_id = "cmd-1";
     return w;
   };
-  struct row {
-    const char* what;
-    std::function<void(atomic_write&)> damage;
-    persistence_errc expected;
-  };
-  const std::vector<row> table{
+  const std::vector<bad_write> table{
     {"empty persistence id", [](atomic_write& w) { w.persistence_id.clear(); },
      errc::invalid_argument},
     {"oversized persistence id",
@@ -1477,12 +1479,7 @@ LONGHAUL_CONTRACT_CASE("a write marked payloads_serialized is still refused for 
     w.payloads_serialized = true;
     return w;
   };
-  struct row {
-    const char* what;
-    std::function<void(atomic_write&)> damage;
-    persistence_errc expected;
-  };
-  const std::vector<row> table{
+  const std::vector<bad_write> table{
     {"a stray continuation byte in an event",
      [](atomic_write& w) { w.events[0].payload_json = "{\"s\":\"a\x80" "b\"}"; },
      errc::invalid_payload},
