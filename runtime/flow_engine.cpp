@@ -190,8 +190,9 @@ void enter_step(flow_state& st, std::string step) {
 
 /// Applies one flow event (F1). Never fails on events this engine wrote.
 void apply_event(flow_state& st, std::string_view name, const json::object& p) {
-  // The first event of a send or wait step enters it ("entered": true, see
-  // run::emit_object); flow.step_entered does so for the other steps.
+  // The first event of a send, wait or end step enters it ("entered": true, see
+  // run::emit_object); flow.step_entered does so for decide steps and where another
+  // event came first. Before flow.ended, so that an ended flow has no position.
   if (auto it = p.find("entered"); it != p.end() && it->value().is_bool()
                                    && it->value().as_bool())
     enter_step(st, str(p, "step"));
@@ -405,11 +406,12 @@ public:
     emit_object(std::move(name), json::object(fields, arena()));
   }
 
-  /// Emits the event `name` with `payload` (best built in arena()). A send or wait step
-  /// being entered (entering_) is recorded by its own first event, flow.command_sent,
-  /// flow.waiting or flow.event_consumed, which then carries "entered": true: one event
-  /// fewer per step than a flow.step_entered before it. Any other event comes first
-  /// (a failed send ending the flow, expired early events): flow.step_entered goes ahead.
+  /// Emits the event `name` with `payload` (best built in arena()). A send, wait or end
+  /// step being entered (entering_) is recorded by its own first event, flow.command_sent,
+  /// flow.waiting, flow.event_consumed or flow.ended, which then carries "entered": true:
+  /// one event fewer per step than a flow.step_entered before it. Any other event comes
+  /// first (a failed send ending the flow, expired early events, the compensations of an
+  /// end step): flow.step_entered goes ahead.
   void emit_object(std::string name, json::object payload) {
     if (entering_) {
       auto step = std::move(*entering_);
@@ -425,7 +427,8 @@ public:
 
   /// Events that can enter the step they name.
   static bool enters_with(std::string_view name) {
-    return name == "flow.command_sent" || name == "flow.waiting" || name == "flow.event_consumed";
+    return name == "flow.command_sent" || name == "flow.waiting" || name == "flow.event_consumed"
+           || name == "flow.ended";
   }
 
   /// Storage for JSON that lives only while the decision is made (event payloads until
@@ -438,8 +441,7 @@ public:
   void from(std::string step_name) {
     for (int guard = 0; guard < 10000; ++guard) {
       const auto& step = b_.step(step_name);
-      if (std::holds_alternative<send_step>(step.kind)
-          || std::holds_alternative<wait_step>(step.kind))
+      if (!std::holds_alternative<decide_step>(step.kind))
         entering_ = step.name;  // recorded by the step's first event (emit_object)
       else
         emit("flow.step_entered", {{"step", step.name}});
@@ -453,9 +455,11 @@ public:
   }
 
   /// Ends the flow: compensations of completed steps in reverse order (each exactly
-  /// once, F2), an optional published event, then the end itself.
+  /// once, F2), an optional published event, then the end itself. `end_step` names the
+  /// end step that ends it (flow.ended then names it and can enter it), if one does.
   void end(flow_outcome outcome, std::string reason, bool compensate,
-           const std::optional<std::string>& publish_event) {
+           const std::optional<std::string>& publish_event,
+           const std::string* end_step = nullptr) {
     if (compensate) {
       for (auto it = st_.completed.rbegin(); it != st_.completed.rend(); ++it) {
         if (!it->compensation)
@@ -470,7 +474,10 @@ public:
     }
     if (publish_event)
       rec_.publishes.push_back({*publish_event, st_.data});
-    emit("flow.ended", {{"outcome", to_string(outcome)}, {"reason", reason}});
+    json::object ended({{"outcome", to_string(outcome)}, {"reason", reason}}, arena());
+    if (end_step != nullptr)
+      ended["step"] = *end_step;
+    emit_object("flow.ended", std::move(ended));
     rec_.finished = true;  // removes every timer of the instance
   }
 
@@ -615,14 +622,14 @@ private:
     return k.otherwise;
   }
 
-  std::optional<std::string> execute(const flow_step&, const end_step& k) {
+  std::optional<std::string> execute(const flow_step& step, const end_step& k) {
     auto reason = k.reason;
     if (reason.size() > 1 && reason[0] == '$') {
       auto* v = lookup(st_.data, std::string_view{reason}.substr(1));
       reason = v == nullptr ? std::string{} : v->is_string() ? std::string{v->as_string()}
                                                              : json::serialize(*v);
     }
-    end(k.outcome, std::move(reason), k.compensate, k.publish_event);
+    end(k.outcome, std::move(reason), k.compensate, k.publish_event, &step.name);
     return std::nullopt;
   }
 

@@ -398,13 +398,15 @@ TEST_CASE("a send step delivers exactly one command with its payload template fi
                         {"lines", json::array{"A-7", 2}},
                         {"channel", "web"},
                         {"dollar", "$"}});
-  // The send step is entered by its flow.command_sent; the end step by flow.step_entered.
-  CHECK(fx.names("noting/n1")
-        == strings{"flow.started", "flow.command_sent", "flow.step_entered", "flow.ended"});
+  // The send step is entered by its flow.command_sent, the end step by its flow.ended.
+  CHECK(fx.names("noting/n1") == strings{"flow.started", "flow.command_sent", "flow.ended"});
   auto sent = fx.payloads("noting/n1", "flow.command_sent");
   CHECK(sent[0].at("step") == "note it");
   CHECK(sent[0].at("attempt") == 1);
   CHECK(sent[0].at("entered") == true);
+  auto ended = fx.payloads("noting/n1", "flow.ended");
+  CHECK(ended[0].at("step") == "done");
+  CHECK(ended[0].at("entered") == true);
   auto st = fx.status("noting", "n1");
   CHECK(st.executed == strings{"note it", "done"});
   CHECK(st.status == "completed");
@@ -664,12 +666,14 @@ TEST_CASE("a wait that times out into a compensating end sends the compensations
   CHECK(st.compensated == strings{"reserve", "charge"});
   CHECK(st.pending_compensations.empty());
   // The flow's journal: timed out, then the compensations newest first, then the end.
+  // The compensations come before the end step's flow.ended: a flow.step_entered enters it.
   auto names = fx.names("saga/s1");
   auto timed_out = std::find(names.begin(), names.end(), "flow.timed_out");
   REQUIRE(timed_out != names.end());
   CHECK(strings(timed_out, names.end())
         == strings{"flow.timed_out", "flow.step_entered", "flow.compensation_sent",
                    "flow.compensation_sent", "flow.ended"});
+  CHECK_FALSE(fx.payloads("saga/s1", "flow.ended")[0].contains("entered"));
   auto comps = fx.payloads("saga/s1", "flow.compensation_sent");
   REQUIRE(comps.size() == 2);
   CHECK(comps[0].at("step") == "reserve");
@@ -824,7 +828,7 @@ TEST_CASE("an event that arrives before its wait is buffered and consumed when t
   CHECK(st.executed == strings{"await approval", "await goods", "done"});
   CHECK(fx.names("approval/a1")
         == strings{"flow.started", "flow.waiting", "flow.event_buffered", "flow.event_consumed",
-                   "flow.event_consumed", "flow.step_entered", "flow.ended"});
+                   "flow.event_consumed", "flow.ended"});
   // The goods wait never really waited: no timeout is left to fire.
   CHECK(fx.timers("approval/a1").empty());
   fx.advance(2 * 24h);
@@ -905,7 +909,7 @@ TEST_CASE("a flow stored with a flow.step_entered before every step (journals wr
   CHECK(st.data.at("note") == "n");
   CHECK(fx.names("approval/old")
         == strings{"flow.started", "flow.step_entered", "flow.waiting", "flow.event_consumed",
-                   "flow.waiting", "flow.event_consumed", "flow.step_entered", "flow.ended"});
+                   "flow.waiting", "flow.event_consumed", "flow.ended"});
 }
 
 TEST_CASE("the same event delivered twice with one message id is consumed once: the second "
