@@ -28,6 +28,9 @@ namespace longhaul::actors {
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 /// supervisor -> entity: stop now (the supervisor routed nothing since the request).
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+/// supervisor -> itself: send the idle check (passivate_atom) to the instances it routed
+/// nothing to for passivate_after.
+using idle_sweep_atom = caf::atom_constant<caf::atom("idlesweep")>;
 /// entity -> supervisor (request): may I start recovery? (bounded concurrency)
 using permit_atom = caf::atom_constant<caf::atom("permit")>;
 /// entity -> supervisor: recovery finished, release the permit.

@@ -13,6 +13,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <mutex>
 #include <random>
 
 namespace longhaul::actors {
@@ -146,25 +147,10 @@ void notify_drained(self_ptr self) {
   st.drain_waiters.clear();
 }
 
-/// Arms the passivation check `delay` from now (one delayed message per instance, not
-/// per command). The check passivates the instance if it is idle and has seen no
-/// activity for `passivate_after`, and otherwise re-arms for the time that is left.
-void arm_passivation(self_ptr self, caf::actor_clock::duration_type delay) {
-  auto& st = self->state;
-  if (st.passivation_armed || st.ctx->settings.passivate_after.count() <= 0)
-    return;
-  st.passivation_armed = true;
-  self->delayed_send(self, delay, passivate_atom::value);
-}
-
 /// The configured idle time before passivation, in the actor clock's unit.
 caf::actor_clock::duration_type passivate_after(const entity_actor_state& st) {
   return std::chrono::duration_cast<caf::actor_clock::duration_type>(
     st.ctx->settings.passivate_after);
-}
-
-void arm_passivation(self_ptr self) {
-  arm_passivation(self, passivate_after(self->state));
 }
 
 /// Asks the supervisor to passivate this idle instance. The supervisor stops it only if
@@ -178,13 +164,12 @@ void ask_to_passivate(self_ptr self) {
 }
 
 /// The instance became idle: a finished one leaves memory now (unless passivation is
-/// off), any other one once it has been idle for passivate_after.
+/// off); any other one once it has been idle for passivate_after, when the supervisor's
+/// idle check finds it so (supervisor_state::idle_order).
 void on_idle(self_ptr self) {
   auto& st = self->state;
   if (st.finished && st.ctx->settings.passivate_after.count() > 0)
     ask_to_passivate(self);
-  else
-    arm_passivation(self);
 }
 
 instance_status status_of(const entity_actor_state& st);
@@ -368,7 +353,6 @@ void start_presumed_new(self_ptr self) {
   st.highest = 0;
   st.presumed_new = true;
   st.current = mode::ready;
-  arm_passivation(self);
 }
 
 /// What a presumed-new instance decided for `pc` cannot be trusted (the id has a stream,
@@ -902,16 +886,11 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
     },
     [self](recover_atom) { start_recovery(self); },
     [self](passivate_atom) {
+      // The supervisor's idle check: it routed nothing here for passivate_after. Busy,
+      // or active since (a write outcome): the supervisor checks again later.
       auto& s = self->state;
-      s.passivation_armed = false;
-      if (!idle(s))
-        return;  // process() arms the check again once the instance is idle
-      auto idle_for = self->clock().now() - s.last_active;
-      auto after = passivate_after(s);
-      if (idle_for < after) {
-        arm_passivation(self, after - idle_for);
+      if (!idle(s) || self->clock().now() - s.last_active < passivate_after(s))
         return;
-      }
       ask_to_passivate(self);
     },
     [self](stop_atom) {
@@ -970,6 +949,77 @@ std::optional<std::pair<std::string, std::string>> split_persistence_id(std::str
     return std::nullopt;
   return std::pair<std::string, std::string>{std::string{pid.substr(0, slash)},
                                              std::string{pid.substr(slash + 1)}};
+}
+
+namespace {
+
+/// The free list of instance_memory. Created once and never destroyed: an actor system
+/// that outlives static destruction can still give its actors' memory back.
+struct instance_free_list {
+  std::mutex mutex;
+  std::size_t block_bytes = 0;  ///< the size of the blocks kept (one actor type)
+  std::vector<void*> blocks;
+  std::size_t in_use = 0;
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t kept_at_most = 0;  // reused memory would hide use-after-free reports
+#else
+constexpr std::size_t kept_at_most = instance_memory::capacity;
+#endif
+
+instance_free_list& free_list() {
+  static auto* list = [] {
+    auto* l = new instance_free_list;
+    l->blocks.reserve(kept_at_most);
+    return l;
+  }();
+  return *list;
+}
+
+}  // namespace
+
+void* instance_memory::take(std::size_t bytes) {
+  auto& l = free_list();
+  {
+    std::lock_guard<std::mutex> guard{l.mutex};
+    ++l.in_use;
+    if (bytes == l.block_bytes && !l.blocks.empty()) {
+      auto* block = l.blocks.back();
+      l.blocks.pop_back();
+      return block;
+    }
+  }
+  return ::operator new(bytes);
+}
+
+void instance_memory::give_back(void* block, std::size_t bytes) noexcept {
+  if (block == nullptr)
+    return;
+  auto& l = free_list();
+  {
+    std::lock_guard<std::mutex> guard{l.mutex};
+    --l.in_use;
+    if (l.block_bytes == 0)
+      l.block_bytes = bytes;
+    if (bytes == l.block_bytes && l.blocks.size() < kept_at_most) {
+      l.blocks.push_back(block);  // reserved: never allocates
+      return;
+    }
+  }
+  ::operator delete(block, bytes);
+}
+
+std::size_t instance_memory::in_use() noexcept {
+  auto& l = free_list();
+  std::lock_guard<std::mutex> guard{l.mutex};
+  return l.in_use;
+}
+
+std::size_t instance_memory::kept() noexcept {
+  auto& l = free_list();
+  std::lock_guard<std::mutex> guard{l.mutex};
+  return l.blocks.size();
 }
 
 }  // namespace longhaul::actors

@@ -11,6 +11,7 @@
 #include <caf/skip.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 namespace longhaul::actors {
@@ -34,6 +35,8 @@ caf::error check_address(const supervisor_state& st, const command_envelope& cmd
                               + std::to_string(st.ctx->settings.max_id_bytes) + ")");
   return {};
 }
+
+void arm_idle_sweep(self_ptr self);
 
 /// The live instance `type`/`id`, activated if there is none. `presume_new`: an
 /// activation starts without reading the journal (activation_start::presume_new), as for
@@ -64,7 +67,59 @@ supervisor_state::entry& activation(self_ptr self, const std::string& type,
     st.permit_holders.push_back(child.address());
   self->monitor(child);
   ++st.activations;
-  return st.instances.emplace(pid, supervisor_state::entry{child, 0}).first->second;
+  auto& e = st.instances.emplace(pid, supervisor_state::entry{child, 0, {}}).first->second;
+  e.slot = st.idle_order.insert(st.idle_order.end(), {&e, self->clock().now()});
+  arm_idle_sweep(self);
+  return e;
+}
+
+/// `e` was routed to now: it moves to the back of idle_order.
+void touch(self_ptr self, supervisor_state::entry& e) {
+  auto& order = self->state.idle_order;
+  e.slot->since = self->clock().now();
+  order.splice(order.end(), order, e.slot);
+}
+
+/// Forgets the live activation `it` (passivated or gone).
+void forget(supervisor_state& st, std::unordered_map<std::string, supervisor_state::entry>::iterator it) {
+  st.idle_order.erase(it->second.slot);
+  st.instances.erase(it);
+}
+
+/// The idle check is sent at most this long after an instance's time has come.
+caf::actor_clock::duration_type sweep_interval(const supervisor_state& st) {
+  auto quarter = std::chrono::duration_cast<caf::actor_clock::duration_type>(
+    st.ctx->settings.passivate_after / 4);
+  return std::max(quarter, caf::actor_clock::duration_type{std::chrono::milliseconds{1}});
+}
+
+/// Arms the next idle sweep while there are live activations (passivation on).
+void arm_idle_sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweep_armed || st.idle_order.empty() || st.ctx->settings.passivate_after.count() <= 0)
+    return;
+  st.sweep_armed = true;
+  self->delayed_send(self, sweep_interval(st), idle_sweep_atom::value);
+}
+
+/// Sends the idle check to every activation routed nothing (and not checked) for
+/// passivate_after. A checked instance moves to the back: if it is busy or was active
+/// more recently than the supervisor saw (a write outcome), it is checked again later.
+void idle_sweep(self_ptr self) {
+  auto& st = self->state;
+  st.sweep_armed = false;
+  auto now = self->clock().now();
+  auto after = std::chrono::duration_cast<caf::actor_clock::duration_type>(
+    st.ctx->settings.passivate_after);
+  auto& order = st.idle_order;
+  // Each instance is checked at most once per sweep: those moved to the back stop it.
+  for (auto n = order.size(); n > 0 && order.front().since + after <= now; --n) {
+    auto slot = order.begin();
+    self->send(slot->instance->actor, passivate_atom::value);
+    slot->since = now;
+    order.splice(order.end(), order, slot);
+  }
+  arm_idle_sweep(self);
 }
 
 void grant_permits(self_ptr self) {
@@ -148,6 +203,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       // instance's first (the activation finds out with its first write).
       auto& e = activation(self, cmd.entity_type, cmd.entity_id, cmd.timer_name.empty());
       ++e.routed;
+      touch(self, e);
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
       return rp;
@@ -166,7 +222,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       self->demonitor(it->second.actor);
       self->send(it->second.actor, stop_atom::value);
       auto addr = it->second.actor.address();
-      st.instances.erase(it);
+      forget(st, it);
       ++st.passivations;
       if (has_stream)
         st.stored_passivated.remember(pid);
@@ -209,6 +265,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
         return err;
       auto& e = activation(self, type, id, false);
       ++e.routed;
+      touch(self, e);
       auto rp = self->make_response_promise();
       rp.delegate(e.actor, std::move(cmd));
       return rp;
@@ -226,6 +283,7 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
       return rp;
     },
     [self](count_atom) -> std::uint64_t { return self->state.instances.size(); },
+    [self](idle_sweep_atom) { idle_sweep(self); },
   };
 }
 
@@ -245,7 +303,7 @@ caf::behavior supervisor_actor(
         // code outside decide): forget it; the next command starts a fresh recovery.
         st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
                            persistence::describe(msg.reason));
-        st.instances.erase(it);
+        forget(st, it);
         release_permits_of(self, msg.source);
         return;
       }
@@ -256,6 +314,7 @@ caf::behavior supervisor_actor(
     for (auto& [pid, e] : st.instances)
       self->send_exit(e.actor, msg.reason);
     st.instances.clear();
+    st.idle_order.clear();
     for (auto& w : st.waiting_for_permit)
       w.promise.deliver(make_actor_error(actor_errc::stopping, "runtime stopping"));
     st.waiting_for_permit.clear();

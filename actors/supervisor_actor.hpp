@@ -7,6 +7,7 @@
 #include "actors/entity_context.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_clock.hpp>
 #include <caf/actor_addr.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/event_based_actor.hpp>
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -63,14 +65,28 @@ private:
 struct supervisor_state {
   static inline const char* name = "longhaul.supervisor";
 
+  struct entry;
+  /// A live activation's place in idle_order.
+  struct idle_slot {
+    entry* instance;
+    caf::actor_clock::time_point since;  ///< last routed to, or last checked for idleness
+  };
   struct entry {
     caf::actor actor;
     std::uint64_t routed = 0;  ///< commands routed to this activation
+    std::list<idle_slot>::iterator slot;
   };
 
   std::shared_ptr<const entity_context> ctx;
   std::unordered_map<std::string, std::shared_ptr<const entity_behavior>> types;
   std::unordered_map<std::string, entry> instances;  ///< live activations by persistence id
+  /// Every live activation, the one routed to (or checked) longest ago first. A sweep
+  /// every quarter of passivate_after sends the idle check to those at the front whose
+  /// time has come; each decides from its own last activity whether to ask to be
+  /// passivated (S1). No timer per instance: a timer message held a stopped instance's
+  /// actor in memory until it fired (passivate_after, two minutes by default).
+  std::list<idle_slot> idle_order;
+  bool sweep_armed = false;
   caf::actor outbox;
   caf::actor scheduler;
   /// Activations holding a recovery permit (at most max_concurrent_recoveries). A holder

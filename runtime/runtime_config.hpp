@@ -40,8 +40,9 @@ struct runtime_config {
   persistence::sync_mode sync = persistence::sync_mode::full;
   std::size_t cache_mb = 64;        ///< SQLite page cache of each read connection
   std::size_t writer_cache_mb = 8;  ///< SQLite page cache of the write connection
-  /// Idle time after which an instance leaves memory (0 = never). A finished instance
-  /// (decision::finish(), an ended flow) leaves as soon as it is idle.
+  /// Idle time after which an instance leaves memory (0 = never), give or take a quarter
+  /// of it (the supervisor's idle check). A finished instance (decision::finish(), an
+  /// ended flow) leaves as soon as it is idle.
   std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};
   std::uint64_t snapshot_every = 0;   ///< default for types that do not set their own
   std::size_t max_concurrent_recoveries = 50;

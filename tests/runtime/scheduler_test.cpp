@@ -12,6 +12,7 @@
 #include "tests/runtime/timer_entities.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/persistent_entity_actor.hpp"
 #include "persistence/fault_journal.hpp"
 #include "persistence/memory_journal.hpp"
 #include "persistence/forwarding_journal.hpp"
@@ -856,4 +857,23 @@ TEST_CASE("a timer stored by a write whose acknowledgement was lost fires on tim
   CHECK(fs[1].name == "known");
   CHECK(fs[1].written_at_ms == base + 60'000);
   CHECK(t.stored_timers().empty());
+}
+
+TEST_CASE("a passivated instance's actor leaves memory when it stops, not when a pending "
+          "timer of its fires later") {
+  timer_runtime t;
+  t.cfg.passivate_after = 1h;
+  t.start();
+  using longhaul::actors::instance_memory;
+  auto before = instance_memory::in_use();
+  for (int i = 0; i < 50; ++i)
+    t.ask_ok("billing", "m" + std::to_string(i), timers::start_billing{1});
+  CHECK(*t.rt().live_instances() == 50);
+  CHECK(instance_memory::in_use() == before + 50);
+  // Passivated after their idle hour, woken by their billing timer a day later, finished
+  // and passivated at once: each actor's memory is released as it stops. (A timer message
+  // to the instance itself, pending for passivate_after, held it for another hour.)
+  t.advance(24h);
+  CHECK(*t.rt().live_instances() == 0);
+  CHECK(instance_memory::in_use() == before);
 }
