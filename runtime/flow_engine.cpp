@@ -668,7 +668,11 @@ flow_behavior::decide(const actors::entity_state& s, const actors::command_envel
   }
   const json::object& payload = *given;
   run r{*this, st, cmd.entity_id, clock_->now()};
-  auto start = [&](json::object data) {
+  // The flow data is copied once, into the decision's arena: a copy constructed from the
+  // payload would stay in the payload's storage (the outbox dispatcher's per-message
+  // arena), whose growth cost a heap block per started flow.
+  auto start = [&](const json::object& given) {
+    json::object data(given, r.arena());
     data[def_.key] = cmd.entity_id;  // the instance id is the flow key
     r.emit("flow.started", {{"data", std::move(data)}});
     r.from(def_.steps.front().name);
@@ -677,10 +681,8 @@ flow_behavior::decide(const actors::entity_state& s, const actors::command_envel
     if (st.started)
       return make_actor_error(actor_errc::rejected,
                               "flow '" + def_.name + "/" + cmd.entity_id + "' already started");
-    auto data = payload.contains("data") && payload.at("data").is_object()
-                  ? payload.at("data").as_object()
-                  : payload;
-    start(std::move(data));
+    const auto* data = payload.if_contains("data");
+    start(data != nullptr && data->is_object() ? data->as_object() : payload);
     return std::move(r).finish();
   }
   if (cmd.name == flow_cancel_command) {
