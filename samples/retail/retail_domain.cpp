@@ -81,6 +81,7 @@ void fail(payment_decision& d, const std::string& order, const payment_state& s,
   d.publish(payment_failed{order, s.customer, std::move(reason)});
   if (s.credit > 0)
     d.send("customer", s.customer, restore_credit{order, s.credit});
+  d.finish();  // nothing is left to do or to undo
 }
 
 /// One call of the fake card gateway for `attempt`: charged, expired or timed out.
@@ -109,6 +110,7 @@ void charge(payment_decision& d, const std::string& order, const payment_state& 
   d.emit(card_charged{remaining, attempt});
   d.emit(payment_received{order, s.customer, s.amount});
   d.publish(payment_received{order, s.customer, s.amount});
+  d.finish();  // paid: a refund, if the order needs one, activates it again
 }
 
 }  // namespace
@@ -135,6 +137,7 @@ longhaul::decision<payment::event> payment::decide(const state& s, const command
         if (a.deducted >= s.amount) {
           d.emit(payment_received{a.order_id, s.customer, s.amount});
           d.publish(payment_received{a.order_id, s.customer, s.amount});
+          d.finish();  // paid: a refund, if the order needs one, activates it again
         } else {
           charge(d, a.order_id, next, 1);
         }
@@ -175,6 +178,7 @@ longhaul::decision<payment::event> payment::decide(const state& s, const command
         result d{payment_refunded{s.card, s.credit}};
         if (s.credit > 0)
           d.send("customer", s.customer, restore_credit{r.order_id, s.credit});
+        d.finish();
         return d;
       },
     },

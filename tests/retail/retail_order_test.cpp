@@ -72,6 +72,27 @@ TEST_CASE("an order on the happy path sends exactly order.placed, retrieve_payme
   CHECK(fx.timers("order/order-1").empty());
 }
 
+TEST_CASE("once an order completes only its customer's instances stay in memory: checkout, "
+          "payment, inventory, shipping and the flow leave as they finish") {
+  retail_runtime fx;
+  fx.cfg.passivate_after = std::chrono::minutes{2};  // the fixture keeps everything live
+  fx.start();
+  fx.place("order-9", "customer-9", two_items);
+  fx.advance(1ms);
+  REQUIRE(fx.names("order/order-9").back() == "flow.ended");
+  // customer/customer-9 (its credit) and notification/customer-9 (its e-mails) live on
+  // until they are idle for passivate_after; everything of the order itself is gone.
+  CHECK(*fx.rt().live_instances() == 2);
+  // A refund asked for later activates the paid payment again, from its stored events.
+  auto refund = fx.deliver("payment", "order-9", "refund_payment", {{"order_id", "order-9"}},
+                           "refund-9");
+  INFO(text_of(refund));
+  REQUIRE(refund);
+  fx.advance(1ms);
+  CHECK(fx.events_of_type("payment/order-9", "payment.refunded").size() == 1);
+  CHECK(*fx.rt().live_instances() == 2);  // refunded, it finished again
+}
+
 TEST_CASE("a card that expired and is updated within 7 days is charged again and the order "
           "completes") {
   retail_runtime fx;
