@@ -1,6 +1,7 @@
 // Semantic tests of the runtime core in deterministic mode (CAF's test scheduler, virtual
 // time, in-memory journal behind the fault-injecting decorator): recovery, ordering, write
 // outcomes, incidents, exactly-once delivery, the supervisor, codecs, snapshots, facade.
+#include "actors/persistent_entity_actor.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "tests/runtime/runtime_fixture.hpp"
 
@@ -692,6 +693,39 @@ TEST_CASE("with remembered_streams=0 a re-activated stored instance is still dec
   CHECK(*b.deposit("p4", 1) == 101);
   CHECK(b.faults->writes_seen() == writes + 2);  // the refused write as a new id, then this
   CHECK(b.status("p4").highest_seq == 3);
+}
+
+TEST_CASE("an instance's command queue keeps arrival order, takes items back at the front, "
+          "and frees a long queue without recursion") {
+  longhaul::actors::drainable_fifo<std::string> q;
+  CHECK(q.empty());
+  q.push_back("b");
+  q.push_back("c");
+  q.push_front("a");
+  CHECK(q.size() == 3);
+  std::vector<std::string> seen;
+  for (auto& item : q)
+    seen.push_back(item);
+  CHECK(seen == std::vector<std::string>{"a", "b", "c"});
+  CHECK(q.pop_front() == "a");
+  CHECK(q.pop_front() == "b");
+  q.push_back("d");
+  CHECK(q.pop_front() == "c");
+  CHECK(q.pop_front() == "d");
+  CHECK(q.empty());
+  q.push_front("e");  // into an emptied queue: it is also the back
+  q.push_back("f");
+  CHECK(q.pop_front() == "e");
+  CHECK(q.pop_front() == "f");
+  for (int i = 0; i < 1'000'000; ++i)
+    q.push_back("item");
+  CHECK(q.size() == 1'000'000);
+  q.clear();
+  CHECK(q.empty());
+  CHECK(q.size() == 0);
+  for (int i = 0; i < 1'000'000; ++i)
+    q.push_back("item");
+  // The destructor frees the rest.
 }
 
 TEST_CASE("the supervisor remembers the newest passivated ids up to its capacity") {
