@@ -664,6 +664,30 @@ void store_and_passivate(bank_runtime& b, std::string_view id) {
 
 }  // namespace
 
+TEST_CASE("an instance the idle check finds busy, or active since the supervisor last routed "
+          "to it, is checked again later and passivated once idle for passivate_after") {
+  bank_runtime b;
+  b.cfg.passivate_after = 1s;  // the supervisor sweeps every 250 ms
+  b.start();
+  b.open("s1");
+  b.faults->hold_acknowledgements();
+  pending_asks asks{b.rt()};
+  asks.add("account", "s1", bank::deposit{5});
+  b.rt().run_pending();
+  REQUIRE(b.faults->held_acknowledgements() == 1);
+  b.advance(3400ms);  // checked at 1 s, 2 s and 3 s: its write is in flight each time
+  CHECK(b.live() == 1);
+  CHECK(b.faults->release_acknowledgements() == 1);  // its last activity: 3.4 s
+  auto replies = asks.collect();
+  REQUIRE(replies.size() == 1);
+  CHECK(reply_int(replies[0]) == 5);
+  b.advance(1100ms);  // checked at 4 s, idle for only 0.6 s: it stays
+  CHECK(b.live() == 1);
+  b.advance(1s);  // checked at 5 s, idle for 1.6 s: passivated
+  CHECK(b.live() == 0);
+  CHECK(b.balance("s1") == 5);
+}
+
 TEST_CASE("a command re-activating a passivated stored instance recovers at once, without first trying a write as a new id") {
   bank_runtime b;
   store_and_passivate(b, "p3");
