@@ -1016,10 +1016,4 @@ std::size_t instance_memory::in_use() noexcept {
   return l.in_use;
 }
 
-std::size_t instance_memory::kept() noexcept {
-  auto& l = free_list();
-  std::lock_guard<std::mutex> guard{l.mutex};
-  return l.blocks.size();
-}
-
 }  // namespace longhaul::actors

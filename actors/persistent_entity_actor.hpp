@@ -191,8 +191,6 @@ public:
   static constexpr std::size_t capacity = 1024;
   [[nodiscard]] static void* take(std::size_t bytes);
   static void give_back(void* block, std::size_t bytes) noexcept;
-  /// Blocks on the free list now (for tests and benchmarks).
-  [[nodiscard]] static std::size_t kept() noexcept;
   /// Blocks taken and not given back: instance actors whose memory is still held.
   [[nodiscard]] static std::size_t in_use() noexcept;
 };

@@ -84,6 +84,14 @@ void fail(payment_decision& d, const std::string& order, const payment_state& s,
   d.finish();  // nothing is left to do or to undo
 }
 
+/// The payment is complete: subscribers learn it, and the instance leaves memory (a
+/// refund, if the order needs one, activates it again).
+void paid(payment_decision& d, const std::string& order, const payment_state& s) {
+  d.emit(payment_received{order, s.customer, s.amount});
+  d.publish(payment_received{order, s.customer, s.amount});
+  d.finish();
+}
+
 /// One call of the fake card gateway for `attempt`: charged, expired or timed out.
 void charge(payment_decision& d, const std::string& order, const payment_state& s,
             std::int64_t attempt) {
@@ -108,9 +116,7 @@ void charge(payment_decision& d, const std::string& order, const payment_state& 
     return;
   }
   d.emit(card_charged{remaining, attempt});
-  d.emit(payment_received{order, s.customer, s.amount});
-  d.publish(payment_received{order, s.customer, s.amount});
-  d.finish();  // paid: a refund, if the order needs one, activates it again
+  paid(d, order, s);
 }
 
 }  // namespace
@@ -135,9 +141,7 @@ longhaul::decision<payment::event> payment::decide(const state& s, const command
         auto next = s;
         next.credit = a.deducted;
         if (a.deducted >= s.amount) {
-          d.emit(payment_received{a.order_id, s.customer, s.amount});
-          d.publish(payment_received{a.order_id, s.customer, s.amount});
-          d.finish();  // paid: a refund, if the order needs one, activates it again
+          paid(d, a.order_id, s);
         } else {
           charge(d, a.order_id, next, 1);
         }
