@@ -394,23 +394,32 @@ std::string repeated_list(std::string_view item, std::size_t n, std::string_view
   return out;
 }
 
-/// Deletes the outbox rows `seqs` inside the writer's open transaction, up to 32 per
-/// statement: "IN (?, ..., ?)" with 32 parameters, the unused ones repeating the chunk's
-/// first number (one cached statement).
+/// Deletes the outbox rows `seqs` inside the writer's open transaction: one range delete
+/// per run of consecutive numbers ("BETWEEN ? AND ?", a rowid range). The dispatcher
+/// removes rows mostly in the order it delivered them, so a removal of n rows is a few
+/// runs; an "IN (...)" list instead built a temporary index of its values per statement.
 caf::error delete_outbox_rows(connection& writer, const std::vector<std::uint64_t>& seqs) {
-  constexpr int per_statement = 32;
-  static const std::string sql =
-    "DELETE FROM outbox WHERE outbox_seq IN (" + repeated_list("?", per_statement) + ")";
-  auto del = writer.prepare(sql.c_str());
+  if (seqs.empty())
+    return {};
+  auto del = writer.prepare("DELETE FROM outbox WHERE outbox_seq BETWEEN ? AND ?");
   if (!del)
     return del.error();
-  for (std::size_t first = 0; first < seqs.size(); first += per_statement) {
-    for (int i = 0; i < per_statement; ++i) {
-      auto k = first + static_cast<std::size_t>(i);
-      (*del)->bind(i + 1, clamp64(seqs[k < seqs.size() ? k : first]));
-    }
+  std::vector<std::uint64_t> sorted;
+  const std::vector<std::uint64_t>* runs = &seqs;
+  if (!std::is_sorted(seqs.begin(), seqs.end())) {
+    sorted = seqs;
+    std::sort(sorted.begin(), sorted.end());
+    runs = &sorted;
+  }
+  const auto& v = *runs;
+  for (std::size_t first = 0; first < v.size();) {
+    auto last = first;
+    while (last + 1 < v.size() && (v[last + 1] == v[last] || v[last + 1] == v[last] + 1))
+      ++last;
+    (*del)->bind(1, clamp64(v[first])).bind(2, clamp64(v[last]));
     if (auto err = writer.run(**del, "removing delivered outbox messages"))
       return err;
+    first = last + 1;
   }
   return {};
 }

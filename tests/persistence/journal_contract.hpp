@@ -970,8 +970,9 @@ LONGHAUL_CONTRACT_CASE("load_recovery_start returns the newest snapshot, the eve
 
 LONGHAUL_CONTRACT_CASE("outbox_delivered with many numbers, in any order, removes exactly "
                        "those rows") {
-  // The SQLite journal removes up to 32 rows per statement: 47 of 70 rows, unsorted and
-  // with a repeat and an unknown number, cross two statement boundaries.
+  // The SQLite journal removes each run of consecutive numbers with one range delete:
+  // 47 of 70 rows in runs of two with gaps between, unsorted, with a repeat and an
+  // unknown number.
   auto w = write_for("bulk", 1, {event("bulk.sent")});
   for (int i = 0; i < 70; ++i)
     w.outbox.push_back(message("bulk-" + std::to_string(i), "mailer/" + std::to_string(i)));
