@@ -544,6 +544,7 @@ struct longhaul_result {
   double recovery_reads = 0, recovery_read_ms = 0;
   double snapshots = 0;
   double rejected = 0;      ///< writes the journal rejected (redeliveries), whole run
+  double writer_busy_s = 0, commit_s = 0, checkpoints = 0, checkpoint_s = 0;  ///< measured window
   std::string threads;
 };
 
@@ -626,6 +627,10 @@ longhaul_result run_longhaul(const fs::path& dir, const options& o,
     res.threads = lb::thread_load(threads0, lb::thread_cpu_s(), since(t0) / 1e9);
     auto stats1 = inner->statistics();
     res.transactions = static_cast<double>(stats1.transactions - stats0.transactions);
+    res.writer_busy_s = static_cast<double>(stats1.writer_busy_ns - stats0.writer_busy_ns) / 1e9;
+    res.commit_s = static_cast<double>(stats1.commit_ns - stats0.commit_ns) / 1e9;
+    res.checkpoints = static_cast<double>(stats1.checkpoints - stats0.checkpoints);
+    res.checkpoint_s = static_cast<double>(stats1.checkpoint_ns - stats0.checkpoint_ns) / 1e9;
     res.writes = static_cast<double>(stats1.writes - stats0.writes);
     const auto& w = observed->writes();
     res.write_ack_ms = w.calls ? static_cast<double>(w.ns) / 1e6 / static_cast<double>(w.calls) : 0;
@@ -822,6 +827,11 @@ int run(options o) {
               << " activation reads of new instances (" << fixed(last.recovery_read_ms, 3)
               << " ms each), " << fixed(last.snapshots / n, 2) << " snapshots, "
               << fixed(last.rejected, 0) << " rejected writes\n"
+              << "  journal writer busy " << fixed(100 * last.writer_busy_s / std::max(last.seconds, 1e-9), 0)
+              << "% of the run; COMMIT " << fixed(last.commit_s * 1e3 / std::max(last.transactions, 1.0), 2)
+              << " ms per transaction (WAL write, fsync, checkpoints: "
+              << fixed(last.checkpoints, 0) << ", " << fixed(last.checkpoint_s * 1e3 / std::max(last.checkpoints, 1.0), 1)
+              << " ms each)\n"
               << "  CPU " << fixed(last.cpu_s * 1e3 / n, 3) << " ms; cores busy by thread: "
               << last.threads << "\n";
   std::cout << "\nload average at end: " << load_average() << "; peak RSS "

@@ -375,8 +375,9 @@ caf::error configure(connection& c, const sqlite_journal_config& cfg, bool write
                                     "'" + cfg.path + "': cannot enable WAL journal mode");
     pragmas += "PRAGMA synchronous = ";
     pragmas += sync;
-    pragmas += "; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ";
-    pragmas += std::to_string(std::min<std::size_t>(cfg.checkpoint_pages, 1u << 30)) + ";";
+    // Checkpoints: the journal's WAL hook (impl::after_wal_commit), in place of
+    // PRAGMA wal_autocheckpoint, which installs a hook doing the same without timing it.
+    pragmas += "; PRAGMA temp_store = MEMORY;";
   }
   return c.exec(pragmas);
 }
@@ -701,6 +702,32 @@ struct sqlite_journal::impl {
   std::atomic<std::uint64_t> n_events{0};
   std::atomic<std::uint64_t> n_refused{0};
   std::atomic<std::uint64_t> n_failed{0};
+  std::atomic<std::uint64_t> n_busy_ns{0};        ///< writer thread: running jobs
+  std::atomic<std::uint64_t> n_commit_ns{0};      ///< in COMMIT (WAL write, fsync, checkpoint)
+  std::atomic<std::uint64_t> n_checkpoints{0};
+  std::atomic<std::uint64_t> n_checkpoint_ns{0};
+
+  static std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count());
+  }
+
+  /// The writer's WAL hook, called by SQLite after each commit with the WAL's size in
+  /// pages: what PRAGMA wal_autocheckpoint = checkpoint_pages does (a PASSIVE checkpoint
+  /// once the WAL has that many pages), timed for statistics().
+  static int after_wal_commit(void* arg, sqlite3* db, const char* name, int pages) {
+    auto* self = static_cast<impl*>(arg);
+    auto limit = std::min<std::size_t>(self->cfg.checkpoint_pages, 1u << 30);
+    if (limit == 0 || static_cast<std::size_t>(pages) < limit)
+      return SQLITE_OK;
+    auto t0 = std::chrono::steady_clock::now();
+    // As SQLite's own hook: a failed checkpoint leaves the WAL to the next one.
+    (void) sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    self->n_checkpoints.fetch_add(1, std::memory_order_relaxed);
+    self->n_checkpoint_ns.fetch_add(ns_since(t0), std::memory_order_relaxed);
+    return SQLITE_OK;
+  }
 
   time_ms now() const { return cfg.clock ? cfg.clock() : system_now_ms(); }
 
@@ -719,7 +746,9 @@ struct sqlite_journal::impl {
                             [&] { return stopping || queue.size() >= cfg.max_batch_writes; });
         taken.swap(queue);
       }
+      auto t0 = std::chrono::steady_clock::now();
       run_jobs(taken);
+      n_busy_ns.fetch_add(ns_since(t0), std::memory_order_relaxed);
       taken.clear();
       // After a burst, give the memory back rather than keep the largest queue ever seen.
       if (taken.capacity() > 16 * cfg.max_batch_writes)
@@ -1383,8 +1412,11 @@ struct sqlite_journal::impl {
       batch_err = insert_batch_events(ts);
     if (!batch_err && !batch_timers.empty())
       batch_err = insert_batch_timers();
-    if (!batch_err)
+    if (!batch_err) {
+      auto t0 = std::chrono::steady_clock::now();
       batch_err = writer.exec("COMMIT");
+      n_commit_ns.fetch_add(ns_since(t0), std::memory_order_relaxed);
+    }
     if (batch_err) {
       rollback();
       // After an I/O error the writer's view may be stale: relearn from the file.
@@ -1752,6 +1784,7 @@ caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journ
       return err;
     if (auto err = configure(p->writer, c, true))
       return err;
+    sqlite3_wal_hook(p->writer.handle(), &impl::after_wal_commit, p.get());
     if (auto err = migrate(p->writer, c.path))
       return err;
     p->file_version = schema_version;
@@ -2218,7 +2251,9 @@ sqlite_journal::stats sqlite_journal::statistics() const {
   return {impl_->n_transactions.load(), impl_->n_writes.load(), impl_->n_max_batch.load(),
           impl_->n_outbox_memory_reads.load(), impl_->n_outbox_file_reads.load(),
           impl_->n_events.load(), impl_->n_refused.load(),
-          impl_->n_failed.load()};
+          impl_->n_failed.load(),  impl_->n_busy_ns.load(),
+          impl_->n_commit_ns.load(), impl_->n_checkpoints.load(),
+          impl_->n_checkpoint_ns.load()};
 }
 
 }  // namespace longhaul::persistence

@@ -126,6 +126,13 @@ public:
     /// Writes refused inside a batch (sequence conflict, duplicate message, reused outbox id).
     std::uint64_t refused_writes = 0;
     std::uint64_t failed_writes = 0;    ///< writes whose batch failed (I/O error, ...)
+    /// Where the writer thread's time goes (ns): running batches and maintenance (the
+    /// rest it waits for work); of that, in COMMIT (writing the WAL, its fsync with
+    /// sync_mode::full, and checkpoints); of that, in checkpoints.
+    std::uint64_t writer_busy_ns = 0;
+    std::uint64_t commit_ns = 0;
+    std::uint64_t checkpoints = 0;
+    std::uint64_t checkpoint_ns = 0;
   };
   [[nodiscard]] stats statistics() const;
 

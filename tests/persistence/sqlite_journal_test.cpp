@@ -272,14 +272,23 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a commit checkpoints once the 
       store(*j, std::move(w));
     }
     auto bytes = std::filesystem::file_size(path + "-wal");
+    auto stats = j->statistics();
     j->close();
-    return bytes;
+    return std::pair{bytes, stats};
   };
-  auto never = wal_bytes_after_commits(0);
-  auto every_20_pages = wal_bytes_after_commits(20);
+  auto [never, never_stats] = wal_bytes_after_commits(0);
+  auto [every_20_pages, every_20_stats] = wal_bytes_after_commits(20);
   INFO("WAL bytes: " << never << " without checkpoints, " << every_20_pages << " with");
   CHECK(never > 300 * 2000);
   CHECK(every_20_pages < 60 * 4096);
+  // The statistics count and time them: part of the commits' time, part of the writer's.
+  CHECK(never_stats.checkpoints == 0);
+  CHECK(never_stats.checkpoint_ns == 0);
+  CHECK(every_20_stats.checkpoints >= 300 / 20);
+  CHECK(every_20_stats.checkpoints <= 300);
+  CHECK(every_20_stats.checkpoint_ns > 0);
+  CHECK(every_20_stats.commit_ns > every_20_stats.checkpoint_ns);
+  CHECK(every_20_stats.writer_busy_ns > every_20_stats.commit_ns);
 }
 
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the highest sequence number survives "
