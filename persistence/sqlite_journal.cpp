@@ -704,6 +704,7 @@ struct sqlite_journal::impl {
   std::atomic<std::uint64_t> n_failed{0};
   std::atomic<std::uint64_t> n_busy_ns{0};        ///< writer thread: running jobs
   std::atomic<std::uint64_t> n_commit_ns{0};      ///< in COMMIT (WAL write, fsync, checkpoint)
+                                                  ///< of batches and maintenance
   std::atomic<std::uint64_t> n_checkpoints{0};
   std::atomic<std::uint64_t> n_checkpoint_ns{0};
 
@@ -1662,8 +1663,11 @@ struct sqlite_journal::impl {
       caf::error err = self.writer.exec("BEGIN IMMEDIATE");
       if (!err)
         err = body(self);
-      if (!err)
+      if (!err) {
+        auto t0 = std::chrono::steady_clock::now();
         err = self.writer.exec("COMMIT");
+        self.n_commit_ns.fetch_add(ns_since(t0), std::memory_order_relaxed);
+      }
       if (err) {
         self.rollback();
         self.streams.clear();
