@@ -41,10 +41,11 @@ struct sqlite_journal_config {
   std::chrono::milliseconds busy_timeout{5000};
   std::size_t stream_cache_entries = 100000;  ///< ids whose highest seq the writer keeps
   std::size_t max_read_connections = 8;
-  /// WAL pages after which a commit copies the WAL into the database file (PRAGMA
-  /// wal_autocheckpoint; 0 = never until close). A checkpoint writes each page once however
-  /// often commits changed it: 4000 (16 MB) instead of SQLite's 1000 wrote fewer pages and
-  /// gave 10% more retail orders/s (JOURNAL.md §8, Checkpoints).
+  /// WAL pages after which a commit copies the WAL into the database file (as PRAGMA
+  /// wal_autocheckpoint would, done by the writer's WAL hook and timed in statistics();
+  /// 0 = never until close). A checkpoint writes each page once however often commits
+  /// changed it: 4000 (16 MB) instead of SQLite's 1000 wrote fewer pages and gave 10% more
+  /// retail orders/s (JOURNAL.md §8, Checkpoints).
   std::size_t checkpoint_pages = 4000;
   std::string vfs;                    ///< SQLite VFS name; empty = default (tests inject faults)
   /// The writer hands a transaction's WAL frames to `vfs` in a few large writes at its
