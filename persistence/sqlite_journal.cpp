@@ -521,6 +521,10 @@ const multi_row_sql insert_timers_sql{
 const multi_row_sql delete_timers_sql{"DELETE FROM timers WHERE ",
                                       "(persistence_id = ? AND name = ?)", " OR "};
 
+/// Every timer of some ids (cancel_all_timers): one primary-key prefix search per term.
+const multi_row_sql delete_all_timers_sql{"DELETE FROM timers WHERE ", "persistence_id = ?",
+                                          " OR "};
+
 std::string encode_tags(const std::vector<std::string>& tags) {
   std::string out = "[";
   for (const auto& t : tags) {
@@ -645,6 +649,15 @@ struct sqlite_journal::impl {
     const timer_set* set = nullptr;     ///< set only
   };
   std::vector<batch_timer> batch_timers;  ///< per batch, in write order
+  /// What a batch's timer changes leave of one id's timers (insert_batch_timers): whether
+  /// all of them went first, then the named changes that remain (set == nullptr: cancel).
+  struct net_timer_change {
+    const std::string* persistence_id;
+    bool all = false;
+    std::vector<std::pair<const std::string*, const timer_set*>> named;
+  };
+  std::vector<net_timer_change> net_timers;  ///< per batch; kept for its capacity
+  std::unordered_map<std::string_view, std::size_t> net_timer_index;  ///< into net_timers
   /// Processed-message and outbox rows of this batch waiting for insert_batch_messages
   /// (optimistic batches only, see commit_batch).
   struct batch_processed {
@@ -1159,7 +1172,7 @@ struct sqlite_journal::impl {
       batch_events.push_back({&w.events[r], stream.stream_id, seq + r, results.size()});
     seq += w.events.size();
     // Timer changes are queued as well, in the order a write states them (all, then
-    // named cancels, then sets); insert_batch_timers runs them in queue order.
+    // named cancels, then sets); insert_batch_timers stores what they leave behind.
     if (w.cancel_all_timers)
       batch_timers.push_back({timer_op::cancel_all, &w.persistence_id});
     for (const auto& t : w.timers_to_cancel)
@@ -1300,47 +1313,112 @@ struct sqlite_journal::impl {
                        bind_outbox, inserted, &refused);
   }
 
-  /// Runs the batch's timer changes in queue order. Consecutive changes of one kind share
-  /// a statement (up to max_rows_per_insert): sets one INSERT OR REPLACE, whose later rows
-  /// replace earlier ones of the same key as single statements would, and named cancels one
-  /// DELETE with an OR of primary-key terms (each term a primary-key search). Nothing here
-  /// can be rejected; any error fails the batch.
+  /// Stores the batch's timer changes. Changes of different ids commute, and those of one
+  /// id reduce to what they leave behind: first its cancel_all (the last one; what came
+  /// before it is gone), then each name's last change, a cancel or a set (INSERT OR
+  /// REPLACE). So the batch runs all its cancel_alls, then all named cancels, then all
+  /// sets, each kind in statements of up to max_rows_per_insert rows, instead of a
+  /// statement per change: a flow leaving one wait for the next cancels and sets its
+  /// "timeout" in one write, and writes of many instances interleave in a batch. Nothing
+  /// here can be rejected; any error fails the batch.
   caf::error insert_batch_timers() {
-    std::size_t i = 0;
-    while (i < batch_timers.size()) {
-      auto op = batch_timers[i].op;
-      auto n = std::size_t{1};
-      if (op != timer_op::cancel_all)
-        while (i + n < batch_timers.size() && n < max_rows_per_insert
-               && batch_timers[i + n].op == op)
-          ++n;
-      const char* sql = op == timer_op::cancel_all ? "DELETE FROM timers WHERE persistence_id = ?"
-                        : op == timer_op::cancel   ? delete_timers_sql(n)
-                                                   : insert_timers_sql(n);
-      auto st = writer.prepare(sql);
-      if (!st)
-        return st.error();
-      auto& s = **st;
-      reset_guard guard{s};
-      for (std::size_t r = 0; r < n; ++r) {
-        const auto& t = batch_timers[i + r];
-        if (op == timer_op::cancel_all) {
-          s.bind(1, *t.persistence_id);
-        } else if (op == timer_op::cancel) {
-          auto b = static_cast<int>(2 * r);
-          s.bind(b + 1, *t.persistence_id).bind(b + 2, *t.name);
-        } else {
-          const auto& set = *t.set;
-          auto b = static_cast<int>(4 * r);
-          s.bind(b + 1, *t.persistence_id).bind(b + 2, set.name).bind(b + 3, set.due_ms)
-            .bind(b + 4, set.payload_json);
-        }
+    for (auto& n : net_timers)
+      n.named.clear();
+    std::size_t ids = 0;
+    net_timer_index.clear();
+    for (const auto& t : batch_timers) {
+      auto [it, fresh] = net_timer_index.try_emplace(std::string_view{*t.persistence_id}, ids);
+      if (fresh) {
+        if (ids == net_timers.size())
+          net_timers.emplace_back();
+        net_timers[ids].persistence_id = t.persistence_id;
+        net_timers[ids].all = false;
+        ++ids;
       }
-      auto rc = s.step();
-      if (rc != SQLITE_DONE)
-        return translate(rc, writer.handle(),
-                         op == timer_op::set ? "setting timers" : "cancelling timers");
-      i += n;
+      auto& net = net_timers[it->second];
+      if (t.op == timer_op::cancel_all) {
+        net.all = true;
+        net.named.clear();
+        continue;
+      }
+      const auto& name = t.op == timer_op::cancel ? *t.name : t.set->name;
+      auto same = std::find_if(net.named.begin(), net.named.end(),
+                               [&](const auto& c) { return *c.first == name; });
+      // A cancel after this batch's cancel_all has nothing left to remove but the set
+      // of this batch, if any.
+      if (t.op == timer_op::cancel && net.all) {
+        if (same != net.named.end())
+          net.named.erase(same);
+        continue;
+      }
+      std::pair<const std::string*, const timer_set*> change{&name, t.set};
+      if (same != net.named.end())
+        *same = change;
+      else
+        net.named.push_back(change);
+    }
+    auto changes = std::span{net_timers}.first(ids);
+    // kind 0: the cancel_alls, 1: the named cancels, 2: the sets.
+    for (int kind = 0; kind < 3; ++kind) {
+      std::size_t n = 0;                  // rows bound to `st` so far
+      std::size_t size_of_statement = 0;  // rows `st` takes
+      statement* st = nullptr;
+      auto run = [&]() -> caf::error {
+        auto rc = st->step();
+        st->reset();
+        n = 0;
+        if (rc != SQLITE_DONE)
+          return translate(rc, writer.handle(),
+                           kind == 2 ? "setting timers" : "cancelling timers");
+        return {};
+      };
+      // Counts the rows of `kind`, to pick each statement's size before binding it.
+      std::size_t rows = 0;
+      for (const auto& net : changes)
+        if (kind == 0)
+          rows += net.all ? 1 : 0;
+        else
+          for (const auto& c : net.named)
+            rows += (c.second == nullptr) == (kind == 1) ? 1 : 0;
+      auto bind_next = [&](const std::string& id, const std::string* name,
+                           const timer_set* set) -> caf::error {
+        if (n == 0) {
+          auto size = std::min(rows, max_rows_per_insert);
+          rows -= size;
+          auto prepared = writer.prepare(kind == 0   ? delete_all_timers_sql(size)
+                                         : kind == 1 ? delete_timers_sql(size)
+                                                     : insert_timers_sql(size));
+          if (!prepared)
+            return prepared.error();
+          st = *prepared;
+          size_of_statement = size;
+        }
+        if (kind == 0) {
+          st->bind(static_cast<int>(n) + 1, id);
+        } else if (kind == 1) {
+          auto b = static_cast<int>(2 * n);
+          st->bind(b + 1, id).bind(b + 2, *name);
+        } else {
+          auto b = static_cast<int>(4 * n);
+          st->bind(b + 1, id).bind(b + 2, set->name).bind(b + 3, set->due_ms)
+            .bind(b + 4, set->payload_json);
+        }
+        if (++n == size_of_statement)
+          return run();
+        return {};
+      };
+      for (const auto& net : changes) {
+        if (kind == 0) {
+          if (net.all)
+            if (auto err = bind_next(*net.persistence_id, nullptr, nullptr))
+              return err;
+          continue;
+        }
+        for (const auto& [name, set] : net.named)
+          if ((set == nullptr) == (kind == 1))
+            if (auto err = bind_next(*net.persistence_id, name, set))
+              return err;
+      }
     }
     return {};
   }

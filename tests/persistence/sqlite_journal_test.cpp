@@ -807,6 +807,100 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: the events, tags and timer cha
   CHECK(names("b") == std::vector<std::pair<std::string, time_ms>>{{"t4", 400}});
 }
 
+TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: timer changes of writes stored together "
+                                 "leave what the writes one at a time would",
+                 "[journal][sqlite]") {
+  // The writer reduces a batch's timer changes per id to their net effect (cancel_alls,
+  // then named cancels, then sets): each case below ends as the writes applied in order.
+  auto j = open_writer();
+  auto write = [](std::string id, sequence_nr seq) {
+    atomic_write w;
+    w.persistence_id = std::move(id);
+    w.expected_seq = seq;
+    w.events.push_back(new_event{"thing.happened", 1, "{}", {}});
+    return w;
+  };
+  // Timers stored before the batch, for its cancels to find.
+  for (std::string id : {"kept", "cancelled", "all-gone", "all-then-set", "flow"}) {
+    auto w = write(id, 1);
+    w.timers_to_set = {{"t1", 100, R"({"v":"old"})"}, {"t2", 200, "{}"}};
+    REQUIRE(j->write_and_wait(std::move(w)));
+  }
+  std::vector<atomic_write> writes;
+  // A set in one write and its cancel in a later one: gone; the other name stays.
+  auto s1 = write("set-then-cancel", 1);
+  s1.timers_to_set = {{"t1", 10, "{}"}, {"t2", 20, "{}"}};
+  writes.push_back(std::move(s1));
+  auto c1 = write("cancelled", 2);
+  c1.timers_to_cancel = {{"t1"}};
+  writes.push_back(std::move(c1));
+  auto s2 = write("set-then-cancel", 2);
+  s2.timers_to_cancel = {{"t1"}};
+  writes.push_back(std::move(s2));
+  // cancel_all removes stored timers and this batch's earlier sets, not its later ones.
+  auto a1 = write("all-then-set", 2);
+  a1.timers_to_set = {{"t3", 300, "{}"}};
+  writes.push_back(std::move(a1));
+  auto a2 = write("all-then-set", 3);
+  a2.cancel_all_timers = true;
+  a2.timers_to_set = {{"t4", 400, "{}"}};
+  writes.push_back(std::move(a2));
+  auto g1 = write("all-gone", 2);
+  g1.cancel_all_timers = true;
+  g1.timers_to_set = {{"t5", 500, "{}"}};
+  writes.push_back(std::move(g1));
+  // A cancel after a cancel_all still removes what was set after it.
+  auto g2 = write("all-gone", 3);
+  g2.timers_to_cancel = {{"t5"}, {"t1"}};
+  writes.push_back(std::move(g2));
+  // A flow leaving one wait for the next: cancel and set of one name in each write; the
+  // last set wins, with its due time and payload.
+  for (sequence_nr seq = 2; seq <= 4; ++seq) {
+    auto f = write("flow", seq);
+    f.timers_to_cancel = {{"t1"}};
+    f.timers_to_set = {{"t1", static_cast<time_ms>(1000 * seq),
+                        R"({"wait":)" + std::to_string(seq) + "}"}};
+    writes.push_back(std::move(f));
+  }
+  // More changes of one kind than a statement takes.
+  auto many = write("many", 1);
+  for (int i = 0; i < 70; ++i)
+    many.timers_to_set.push_back({"m" + std::to_string(i), 10'000 + i, "{}"});
+  writes.push_back(std::move(many));
+  auto fewer = write("many", 2);
+  for (int i = 0; i < 70; i += 2)
+    fewer.timers_to_cancel.push_back({"m" + std::to_string(i)});
+  writes.push_back(std::move(fewer));
+  auto results = write_together(*j, std::move(writes));
+  for (const auto& r : results)
+    REQUIRE(r);
+  auto timers = [&](std::string_view id) {
+    std::vector<std::string> out;
+    auto t = j->timers_of(id);
+    REQUIRE(t);
+    for (const auto& x : *t)
+      out.push_back(x.name + "@" + std::to_string(x.due_ms) + x.payload_json);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  using names = std::vector<std::string>;
+  CHECK(timers("kept") == names{"t1@100{\"v\":\"old\"}", "t2@200{}"});
+  CHECK(timers("cancelled") == names{"t2@200{}"});
+  CHECK(timers("set-then-cancel") == names{"t2@20{}"});
+  CHECK(timers("all-then-set") == names{"t4@400{}"});
+  CHECK(timers("all-gone").empty());
+  CHECK(timers("flow") == names{"t1@4000{\"wait\":4}", "t2@200{}"});
+  auto left = timers("many");
+  REQUIRE(left.size() == 35);
+  CHECK(left.front() == "m11@10011{}");
+  // The due index agrees with the table: every timer is found in due order, once.
+  auto due = j->timers_due(std::numeric_limits<time_ms>::max(), 1000);
+  REQUIRE(due);
+  CHECK(due->size() == 2 + 1 + 1 + 1 + 2 + 35);
+  for (std::size_t i = 1; i < due->size(); ++i)
+    CHECK((*due)[i - 1].due_ms <= (*due)[i].due_ms);
+}
+
 TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: a first write creates its stream row at once, "
                                  "and one for an id already stored falls back to the lookup",
                  "[journal][sqlite]") {
