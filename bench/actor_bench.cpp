@@ -1098,6 +1098,10 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // What a service's first journal open does (sqlite_journal_config::sqlite_memory_status),
+  // done first here so that both sides of each comparison, which use SQLite before the
+  // journal is opened (baselines, commit probe), run with it.
+  (void) longhaul::persistence::disable_sqlite_memory_status();
   options o;
   try {
     o = parse_options(argc, argv);

@@ -1826,9 +1826,20 @@ sqlite_journal::sqlite_journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 
 sqlite_journal::~sqlite_journal() { close(); }
 
+bool disable_sqlite_memory_status() {
+  static std::mutex m;
+  std::lock_guard<std::mutex> guard{m};
+  // SQLITE_MISUSE once SQLite is initialized (or after an earlier call took effect and a
+  // connection was opened): nothing changes then.
+  return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+}
+
 caf::expected<std::unique_ptr<sqlite_journal>> sqlite_journal::open(sqlite_journal_config cfg) {
   if (cfg.path.empty())
     return make_persistence_error(persistence_errc::invalid_argument, "journal path is empty");
+  // Before anything here initializes SQLite (registering a VFS does).
+  if (!cfg.sqlite_memory_status)
+    (void) disable_sqlite_memory_status();
   if (cfg.max_batch_writes == 0)
     cfg.max_batch_writes = 1;
   auto p = std::make_unique<impl>();

@@ -59,7 +59,22 @@ struct sqlite_journal_config {
   /// leave it first (and are then read from the file).
   std::size_t outbox_tail_bytes = std::size_t{16} << 20;
   std::function<time_ms()> clock;     ///< write timestamps; default: system clock
+  /// Keep SQLite's process-wide memory statistics. Off by default: open() calls
+  /// disable_sqlite_memory_status() (see there) when it is the process's first use of
+  /// SQLite, so that SQLite's allocations take no global mutex.
+  bool sqlite_memory_status = false;
 };
+
+/// Turns off SQLite's memory statistics for the whole process (SQLITE_CONFIG_MEMSTATUS 0,
+/// which SQLite recommends for speed): otherwise every sqlite3_malloc and sqlite3_free
+/// counts its bytes under a global mutex, about 4% of the journal writer's instructions
+/// (JOURNAL.md §8). Takes effect only before SQLite's first use in the process, and then
+/// returns true; afterwards it changes nothing and returns false. Once off,
+/// sqlite3_memory_used(), sqlite3_memory_highwater(), sqlite3_status64() and the soft and
+/// hard heap limits no longer work. Like sqlite3_config(), it must not run while another
+/// thread uses SQLite. sqlite_journal::open() calls it unless
+/// sqlite_journal_config::sqlite_memory_status is set.
+bool disable_sqlite_memory_status();
 
 /// The SQLite journal (see file comment). Thread-safe.
 class sqlite_journal final : public journal {

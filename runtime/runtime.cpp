@@ -271,6 +271,7 @@ caf::error runtime::start() {
     sc.sync = d.cfg.sync;
     sc.cache_mb = d.cfg.cache_mb;
     sc.writer_cache_mb = d.cfg.writer_cache_mb;
+    sc.sqlite_memory_status = d.cfg.sqlite_memory_status;
     sc.clock = clock;
     sc.limits.max_id_bytes = std::max<std::size_t>(d.cfg.max_id_bytes + 64, 512);
     auto j = persistence::sqlite_journal::open(sc);

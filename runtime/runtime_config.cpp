@@ -33,6 +33,16 @@ caf::error parse_ms(std::string_view key, std::string_view value, std::chrono::m
   return {};
 }
 
+caf::error parse_bool(std::string_view key, std::string_view value, bool& out) {
+  if (value == "true" || value == "on" || value == "1")
+    out = true;
+  else if (value == "false" || value == "off" || value == "0")
+    out = false;
+  else
+    return bad(key, value, "true or false");
+  return {};
+}
+
 }  // namespace
 
 caf::error set_option(runtime_config& cfg, std::string_view key, std::string_view value) {
@@ -111,15 +121,10 @@ caf::error set_option(runtime_config& cfg, std::string_view key, std::string_vie
       return bad(key, value, "sharing or work_stealing");
     return {};
   }
-  if (key == "yield_to_writer") {
-    if (value == "true" || value == "on" || value == "1")
-      cfg.yield_to_writer = true;
-    else if (value == "false" || value == "off" || value == "0")
-      cfg.yield_to_writer = false;
-    else
-      return bad(key, value, "true or false");
-    return {};
-  }
+  if (key == "yield_to_writer")
+    return parse_bool(key, value, cfg.yield_to_writer);
+  if (key == "sqlite_memory_status")
+    return parse_bool(key, value, cfg.sqlite_memory_status);
   if (key == "reader_threads")
     return parse_number(key, value, cfg.reader_threads);
   if (key == "max_id_bytes")

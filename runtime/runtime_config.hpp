@@ -63,6 +63,11 @@ struct runtime_config {
   /// stage every command waits for (+10% retail orders/s on 2 cores). Off: they keep the
   /// process's policy. A process under a real-time policy is never changed.
   bool yield_to_writer = true;
+  /// Keep SQLite's process-wide memory statistics (sqlite3_memory_used() and the heap
+  /// limits). Off by default: starting a runtime on SQLite storage turns them off when it
+  /// is the process's first use of SQLite, which saves SQLite's allocations a global mutex
+  /// (persistence::disable_sqlite_memory_status).
+  bool sqlite_memory_status = false;
   std::string log_level = "info";     ///< trace, debug, info, warn, error, off
   std::chrono::milliseconds ask_timeout{30000};        ///< default for ask()
   std::chrono::milliseconds stop_timeout{10000};       ///< bound on draining in stop()

@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -1147,4 +1148,64 @@ TEST_CASE_METHOD(sqlite_fixture, "sqlite journal: statistics count stored events
   CHECK(s.refused_writes == 1);
   CHECK(s.failed_writes == 0);
   CHECK(s.writes == 4);
+}
+
+// -- SQLite's memory statistics ---------------------------------------------------------------
+//
+// They can only be switched before SQLite's first use in a process, so each hidden case below
+// runs alone in a process of its own, started by the visible case after them.
+
+namespace {
+
+/// Opens a journal as the process's first use of SQLite and checks what SQLite counts.
+void check_memory_status_after_open(bool keep) {
+  temp_dir dir;
+  sqlite_journal_config cfg;
+  cfg.path = dir.file("journal.db");
+  cfg.sqlite_memory_status = keep;
+  auto j = sqlite_journal::open(std::move(cfg));
+  REQUIRE(j);
+  atomic_write w;
+  w.persistence_id = "counted";
+  w.expected_seq = 1;
+  w.events.push_back(new_event{"thing.happened", 1, "{}", {}});
+  REQUIRE((*j)->write_and_wait(std::move(w)));
+  // Off: SQLite's allocations are not counted (and may not be switched any more).
+  if (keep)
+    CHECK(sqlite3_memory_used() > 0);
+  else
+    CHECK(sqlite3_memory_used() == 0);
+  CHECK_FALSE(disable_sqlite_memory_status());  // SQLite is initialized now
+}
+
+/// Runs the hidden test case `name` of this executable in a new process; its exit status.
+int run_alone(const char* name) {
+  auto pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+    const char* args[] = {exe.c_str(), name, "-w", "NoTests", nullptr};
+    ::execv(exe.c_str(), const_cast<char* const*>(args));
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+} // namespace
+
+TEST_CASE("memory statistics when a journal opens first in its process (defaults)", "[.memstatus]") {
+  check_memory_status_after_open(false);
+}
+
+TEST_CASE("memory statistics when a journal opens first in its process (kept)", "[.memstatus]") {
+  check_memory_status_after_open(true);
+}
+
+TEST_CASE("sqlite journal: opening turns SQLite's memory statistics off when it is SQLite's "
+          "first use in the process, unless sqlite_memory_status keeps them",
+          "[journal][sqlite]") {
+  CHECK(run_alone("memory statistics when a journal opens first in its process (defaults)") == 0);
+  CHECK(run_alone("memory statistics when a journal opens first in its process (kept)") == 0);
 }

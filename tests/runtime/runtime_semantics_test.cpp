@@ -1135,4 +1135,11 @@ TEST_CASE("set_option rejects unknown keys and malformed values with a message n
   CHECK(cfg.scheduling == longhaul::worker_scheduling::sharing);
   REQUIRE_FALSE(longhaul::set_option(cfg, "scheduling", "work_stealing"));
   CHECK(cfg.scheduling == longhaul::worker_scheduling::work_stealing);
+  CHECK_FALSE(cfg.sqlite_memory_status);  // off by default
+  REQUIRE_FALSE(longhaul::set_option(cfg, "sqlite_memory_status", "on"));
+  CHECK(cfg.sqlite_memory_status);
+  auto bad_bool = longhaul::set_option(cfg, "sqlite_memory_status", "sometimes");
+  CHECK_THAT(longhaul::persistence::describe(bad_bool),
+             Catch::Contains("sqlite_memory_status") && Catch::Contains("true or false"));
+  CHECK(cfg.sqlite_memory_status);  // a bad value changes nothing
 }
