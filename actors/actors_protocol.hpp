@@ -61,6 +61,9 @@ using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 /// entity -> reader pool (request, with persistence id and message id): how was this
 /// processed message handled the first time? -> std::optional<persistence::processed_message>
 using processed_atom = caf::atom_constant<caf::atom("processed")>;
+/// supervisor -> outbox dispatcher, with the persistence id: an instance actor terminated
+/// without passivating, so deliveries routed to it may have been lost with its mailbox.
+using instance_down_atom = caf::atom_constant<caf::atom("instdown")>;
 
 // -- messages --------------------------------------------------------------------------
 
@@ -131,6 +134,13 @@ struct instance_status {
   std::string state_json;       ///< current state (encode_state), if encodable
 };
 
+/// instance or supervisor -> outbox dispatcher: the answer to a delivery
+/// (command_envelope::delivery), what a response to a request would have carried.
+struct delivery_answer {
+  std::uint64_t delivery = 0;
+  caf::expected<command_reply> outcome{command_reply{}};
+};
+
 /// Settings the actors need (runtime_config maps onto this).
 struct actor_settings {
   std::chrono::milliseconds passivate_after{std::chrono::minutes{2}};
@@ -160,6 +170,7 @@ struct actor_settings {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::command_envelope)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::command_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::delivery_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::write_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::load_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(longhaul::actors::loaded_chunk)

@@ -43,6 +43,10 @@ struct command_envelope {
   const void* typed_tag = nullptr;
   /// Encodes `typed` with its codec, as `payload` would hold it.
   boost::json::value (*typed_encode)(const void*) = nullptr;
+  /// Non-zero for a delivery of the outbox dispatcher, which sends it as an asynchronous
+  /// message: the instance (or the supervisor, for a command it cannot route) answers with
+  /// a delivery_answer carrying this number instead of a response (outbox_dispatcher_actor).
+  std::uint64_t delivery = 0;
 };
 
 /// A distinct address per C++ type: identifies the type of command_envelope::typed.

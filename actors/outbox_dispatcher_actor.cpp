@@ -147,16 +147,17 @@ void arm_sweep(self_ptr self) {
   self->delayed_send(self, deadline_sweep_interval, outbox_sweep_atom::value);
 }
 
-/// Each delivery is a CAF request, answered once the receiver's write is durable. CAF 0.17
-/// keeps an actor's pending responses in a flat map searched linearly (see the
-/// supervisor's drain helper), so each request and each answer here costs time in
-/// proportion to the deliveries in flight (up to outbox_max_in_flight): in the retail
-/// benchmark about 6,700 instructions per delivery, a third of this actor's work. A lower
-/// outbox_max_in_flight (250) cut the benchmark's CPU per order by about 5%, but throttled
-/// a slow disk (5 ms per fsync: 1,530 instead of 2,380 orders/s), because deliveries wait
-/// for the receivers' commits. Answers correlated by the row's seq instead of a request id
-/// would remove the cost; they would also need another way to learn that a receiver died
-/// with the command in its mailbox, which CAF reports today by bouncing the request.
+/// A delivery is an asynchronous message with a number (command_envelope::delivery), and
+/// the receiver answers with a delivery_answer once its write is durable. Sent as CAF
+/// requests, deliveries cost time in proportion to the deliveries in flight (up to
+/// outbox_max_in_flight): CAF 0.17 keeps an actor's pending responses in a flat map
+/// searched linearly (see the supervisor's drain helper), about 6,700 instructions per
+/// delivery in the retail benchmark, a third of this actor's work. (A lower
+/// outbox_max_in_flight, 250, saved about 5% of the benchmark's CPU but throttled a slow
+/// disk: at 5 ms per fsync 1,530 instead of 2,380 orders/s, because deliveries wait for the
+/// receivers' commits.) What CAF did besides, answering a request whose receiver died with
+/// an error, comes from the supervisor instead: it reports an instance actor that
+/// terminated (instance_down_atom), and what was routed to it is sent again.
 void deliver(self_ptr self, const persistence::outbox_record& row, command_envelope cmd) {
   auto& st = self->state;
   auto sup = caf::actor_cast<caf::actor>(st.supervisor);
@@ -167,28 +168,65 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
   ++st.in_flight[row.outbox_seq].outstanding;
   auto seq = row.outbox_seq;
   bool is_notification = cmd.name == "longhaul.delivery_failed";
-  // No CAF request timeout (see request_deadlines.hpp): the deadline is ours. The handlers
-  // capture the row's seq, not the row: it waits in `in_flight` (one copy per row, not two
-  // per delivery).
-  auto token = st.deadlines.add(self->clock().now() + delivery_timeout,
-                                [self, seq, is_notification] {
+  // No CAF request (see above) and no CAF timeout (see request_deadlines.hpp): the
+  // delivery is numbered by its deadline's token, and its answer names that number. The
+  // row waits in `in_flight` (one copy per row, not two per delivery).
+  auto token = st.deadlines.next_token();
+  auto added = st.deadlines.add(self->clock().now() + delivery_timeout,
+                                [self, token, seq, is_notification] {
+                                  self->state.awaiting.erase(token);
                                   on_delivery_error(self, seq, is_notification,
                                                     caf::make_error(caf::sec::request_timeout));
                                 });
+  (void) added;  // == token
+  st.awaiting.emplace(token, outbox_dispatcher_state::awaiting_answer{
+                               seq, is_notification,
+                               persistence_id_of(cmd.entity_type, cmd.entity_id)});
   arm_sweep(self);
-  self->request(sup, caf::infinite, std::move(cmd))
-    .then(
-      [self, seq, token](command_reply&) {
-        if (!self->state.deadlines.settle(token))
-          return;  // answered after its deadline: already handled as a timeout
-        --self->state.in_flight[seq].outstanding;
-        finish(self, seq);
-      },
-      [self, seq, is_notification, token](caf::error& err) {
-        if (!self->state.deadlines.settle(token))
-          return;
-        on_delivery_error(self, seq, is_notification, err);
-      });
+  cmd.delivery = token;
+  self->send(sup, std::move(cmd));
+}
+
+/// The answer to delivery number `a.delivery`, unless it timed out or was sent again.
+void on_answer(self_ptr self, delivery_answer& a) {
+  auto& st = self->state;
+  auto it = st.awaiting.find(a.delivery);
+  if (it == st.awaiting.end())
+    return;
+  auto seq = it->second.seq;
+  auto is_notification = it->second.is_notification;
+  st.awaiting.erase(it);
+  if (!st.deadlines.settle(a.delivery))
+    return;
+  if (!a.outcome) {
+    on_delivery_error(self, seq, is_notification, a.outcome.error());
+    return;
+  }
+  --st.in_flight[seq].outstanding;
+  finish(self, seq);
+}
+
+/// The instance actor of `receiver` terminated without passivating: what was routed to it
+/// and not answered may have been dropped with its mailbox, so it is sent again (as a
+/// request bounced by CAF would be). Should a delivery have been routed to the next
+/// actor of that id instead, the receiver drops the second copy by its message id.
+void on_receiver_down(self_ptr self, const std::string& receiver) {
+  auto& st = self->state;
+  std::vector<std::uint64_t> lost;
+  for (const auto& [token, a] : st.awaiting)
+    if (a.receiver == receiver)
+      lost.push_back(token);
+  for (auto token : lost) {
+    auto it = st.awaiting.find(token);
+    if (it == st.awaiting.end())
+      continue;
+    auto seq = it->second.seq;
+    auto is_notification = it->second.is_notification;
+    st.awaiting.erase(it);
+    if (st.deadlines.settle(token))
+      on_delivery_error(self, seq, is_notification,
+                        caf::make_error(caf::sec::request_receiver_down));
+  }
 }
 
 /// The memory of one dispatched message's JSON: a monotonic arena whose first block is
@@ -250,7 +288,8 @@ command_envelope command_for(std::string type, std::string id, std::string name,
                           .timer_due_ms = 0,
                           .typed = nullptr,
                           .typed_tag = nullptr,
-                          .typed_encode = nullptr};
+                          .typed_encode = nullptr,
+                          .delivery = 0};
 }
 
 /// Splits a stored message ({"name":..,"payload":..}) and dispatches it.
@@ -337,6 +376,8 @@ caf::behavior outbox_dispatcher_actor(caf::stateful_actor<outbox_dispatcher_stat
   st.subscriptions = std::move(subs);
   request_poll(self);  // rows left from before a crash are delivered first
   return {
+    [self](delivery_answer& a) { on_answer(self, a); },
+    [self](instance_down_atom, const std::string& receiver) { on_receiver_down(self, receiver); },
     [self](outbox_nudge_atom) { request_poll(self); },
     [self](outbox_poll_atom) {
       self->state.poll_queued = false;

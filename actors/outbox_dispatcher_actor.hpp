@@ -1,7 +1,11 @@
 // The outbox dispatcher: delivers committed outbox rows (commands for other instances and
 // published domain events) through the supervisor, at least once and also across
 // crashes; receivers apply each at most once. Undeliverable messages become dead letters.
-// Flow: entity --nudge--> dispatcher --command_envelope--> supervisor --> entity.
+// Flow: entity --nudge--> dispatcher --command_envelope--> supervisor --> entity, and back
+// entity --delivery_answer--> dispatcher once the entity's write is durable. A delivery is
+// an asynchronous message numbered in command_envelope::delivery (not a CAF request, whose
+// pending responses CAF 0.17 searches linearly); the supervisor reports an instance actor
+// that terminated (instance_down_atom), whose unanswered deliveries are sent again.
 #pragma once
 
 #include "actors/entity_context.hpp"
@@ -54,6 +58,13 @@ struct outbox_dispatcher_state {
   bool flush_armed = false;
   bool sweep_armed = false;
   request_deadlines deadlines;  ///< deliveries awaiting an answer, with their deadlines
+  /// A delivery awaiting its delivery_answer, by its number (its deadline's token).
+  struct awaiting_answer {
+    std::uint64_t seq = 0;         ///< the row's outbox_seq
+    bool is_notification = false;  ///< a longhaul.delivery_failed for the sender
+    std::string receiver;          ///< persistence id it was routed to
+  };
+  std::unordered_map<std::uint64_t, awaiting_answer> awaiting;
   std::uint64_t dead_letters = 0;
 };
 

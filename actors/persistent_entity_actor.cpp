@@ -129,6 +129,17 @@ void reply(caf::response_promise& rp, T&& x) {
     rp.deliver(std::forward<T>(x));
 }
 
+/// Answers a command: a request with its response, an outbox delivery with a
+/// delivery_answer to the dispatcher (its sender), which finds it by number.
+template <class T>
+void reply(entity_actor_state::pending_command& pc, T&& x) {
+  if (pc.delivery == 0)
+    reply(pc.promise, std::forward<T>(x));
+  else if (pc.promise.pending())
+    pc.promise.deliver(
+      delivery_answer{pc.delivery, caf::expected<command_reply>{std::forward<T>(x)}});
+}
+
 bool idle(const entity_actor_state& st) {
   return st.queue.empty() && !st.in_flight
          && (st.current == mode::ready || st.current == mode::failed);
@@ -497,12 +508,12 @@ void on_decide_threw(self_ptr self, entity_actor_state::pending_command pc, std:
   auto& st = self->state;
   auto count = ++st.failures[failure_key(pc.cmd)];
   auto text = "'" + st.pid + "': decide(" + pc.cmd.name + ") threw: " + what;
-  reply(pc.promise, make_actor_error(actor_errc::decide_threw, text));
+  reply(pc, make_actor_error(actor_errc::decide_threw, text));
   if (count >= st.behavior->options().max_failures) {
     st.ctx->log->error("[{}] command {} failed {} times; opening an incident", st.pid,
                        pc.cmd.name, count);
     st.failures.erase(failure_key(pc.cmd));
-    hold_in_flight(st, {pc.cmd, caf::response_promise{}},
+    hold_in_flight(st, {pc.cmd, caf::response_promise{}, 0},
                    incident_decision(pc.cmd, text, count));
     st.in_flight->incident = text;
     command_envelope none;  // the incident event itself consumes no message or timer
@@ -524,7 +535,7 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
   }
   if (pc.cmd.name == resume_command) {
     if (st.incident.empty()) {
-      reply(pc.promise, command_reply{std::nullopt, st.highest, false});
+      reply(pc, command_reply{std::nullopt, st.highest, false});
       return true;
     }
     decision_record d;
@@ -540,12 +551,12 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
     auto t = st.timers.find(pc.cmd.timer_name);
     if (t == st.timers.end() || t->second != pc.cmd.timer_due_ms) {
       // S3: replaced, cancelled or already handled: this firing is stale.
-      reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+      reply(pc, command_reply{std::nullopt, st.highest, true});
       return true;
     }
   }
   if (!st.incident.empty()) {
-    reply(pc.promise, make_actor_error(
+    reply(pc, make_actor_error(
       actor_errc::incident, "'" + st.pid + "' has an open incident (resume it first): "
                               + st.incident));
     return true;
@@ -584,7 +595,7 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
       send_write(self, std::move(w));
       return false;
     }
-    reply(pc.promise, decided.error());
+    reply(pc, decided.error());
     return true;
   }
   auto written = make_write(st, pc.cmd, *decided);
@@ -595,13 +606,13 @@ bool decide_one(self_ptr self, entity_actor_state::pending_command pc) {
     return false;
   }
   if (!written) {
-    reply(pc.promise, written.error());
+    reply(pc, written.error());
     return true;
   }
   auto w = std::move(*written);
   w.new_stream = st.presumed_new;
   if (stores_nothing(w)) {
-    reply(pc.promise, command_reply{std::move(decided->reply), st.highest, false});
+    reply(pc, command_reply{std::move(decided->reply), st.highest, false});
     if (decided->snapshot_requested && st.highest > 0)
       maybe_snapshot(self, 0, true);  // nothing to store, but a snapshot was asked for
     return true;
@@ -616,7 +627,7 @@ void process(self_ptr self) {
   while (!st.queue.empty()) {
     if (st.current == mode::failed) {
       auto pc = st.queue.pop_front();
-      reply(pc.promise, make_actor_error(actor_errc::instance_failed, st.failure));
+      reply(pc, make_actor_error(actor_errc::instance_failed, st.failure));
       continue;
     }
     if (st.current != mode::ready)
@@ -669,11 +680,11 @@ void settle_duplicate(self_ptr self, std::uint64_t token,
     // report the read's failure (not permanent, so the sender delivers again later).
     st.ctx->log->warn("[{}] reading the first outcome of message {} failed: {}", st.pid,
                       pc.cmd.message_id, persistence::describe(first.error()));
-    reply(pc.promise, std::move(first.error()));
+    reply(pc, std::move(first.error()));
   } else if (*first && (*first)->rejection) {
-    reply(pc.promise, rejection_of(*(*first)->rejection));
+    reply(pc, rejection_of(*(*first)->rejection));
   } else {
-    reply(pc.promise, command_reply{std::nullopt, st.highest, true});
+    reply(pc, command_reply{std::nullopt, st.highest, true});
   }
   process(self);
 }
@@ -737,9 +748,9 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     if (was_presumed_new)
       answer_status_waiters(self);
     if (held->rejection)
-      reply(pc.promise, std::move(held->rejection));
+      reply(pc, std::move(held->rejection));
     else
-      reply(pc.promise, command_reply{std::move(d.reply), st.highest, false});
+      reply(pc, command_reply{std::move(d.reply), st.highest, false});
     if ((!d.sends.empty() || !d.publishes.empty()) && st.outbox)
       self->send(st.outbox, outbox_nudge_atom::value);
     if (stored > 0 || d.snapshot_requested)
@@ -763,7 +774,7 @@ void on_write_outcome(self_ptr self, write_outcome& out) {
     answer_duplicate(self, std::move(pc));
     return;
   }
-  reply(pc.promise, err);
+  reply(pc, err);
   if (persistence::persistence_code(err) == persistence::persistence_errc::sequence_conflict) {
     // JOURNAL.md §6: nothing was stored, but this instance's view of its stream is stale
     // (another writer, or an earlier "failed" write that did commit): reload it now.
@@ -837,9 +848,9 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
                                   + "); a write in flight may have been stored");
     s.ctx->log->error("[{}] {}", s.pid, persistence::describe(err));
     if (s.in_flight)
-      reply(s.in_flight->command.promise, err);
+      reply(s.in_flight->command, err);
     for (auto& pc : s.queue)
-      reply(pc.promise, err);
+      reply(pc, err);
     s.queue.clear();
     for (auto& rp : s.status_waiters)
       reply(rp, err);
@@ -854,7 +865,7 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
     auto& s = self->state;
     auto err = make_actor_error(actor_errc::stopping, "'" + s.pid + "' stopped");
     for (auto& pc : s.queue)
-      reply(pc.promise, err);
+      reply(pc, err);
     s.queue.clear();
     self->quit(msg.reason);
   });
@@ -870,13 +881,14 @@ caf::behavior persistent_entity_actor(caf::stateful_actor<entity_actor_state>* s
       if (cmd.typed && !s.behavior->decides_typed(cmd.typed_tag))
         materialize_payload(cmd);
       auto rp = self->make_response_promise();
+      auto delivery = cmd.delivery;
       if (s.queue.empty() && s.current == mode::ready) {
         // Nothing waits before it (R1 order holds): decide at once, without the queue.
-        if (decide_one(self, {std::move(cmd), rp}))
+        if (decide_one(self, {std::move(cmd), rp, delivery}))
           process(self);
         return rp;
       }
-      s.queue.push_back({std::move(cmd), rp});
+      s.queue.push_back({std::move(cmd), rp, delivery});
       process(self);
       return rp;
     },

@@ -109,6 +109,9 @@ struct entity_actor_state {
   struct pending_command {
     command_envelope cmd;
     caf::response_promise promise;
+    /// cmd.delivery when it arrived (cmd may be moved on before the answer): non-zero
+    /// answers with a delivery_answer (reply()).
+    std::uint64_t delivery = 0;
   };
 
   std::shared_ptr<const entity_context> ctx;

@@ -30,6 +30,9 @@ public:
     return token;
   }
 
+  /// The token the next add() returns (for a timeout handler that needs its own token).
+  [[nodiscard]] std::uint64_t next_token() const noexcept { return last_token_ + 1; }
+
   /// Marks the request answered. True if it was still pending: the caller handles the
   /// answer. False if it already timed out (or was settled): the answer is dropped, as
   /// CAF drops a response that comes after its request timed out.

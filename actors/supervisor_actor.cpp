@@ -197,8 +197,14 @@ caf::behavior running_behavior(caf::stateful_actor<supervisor_state>* self) {
   return {
     [self](command_envelope& cmd) -> caf::result<command_reply> {
       auto& st = self->state;
-      if (auto err = check_address(st, cmd))
-        return err;
+      if (auto err = check_address(st, cmd)) {
+        if (cmd.delivery == 0)
+          return err;
+        // An outbox delivery (an asynchronous message): answered by its number.
+        auto rp = self->make_response_promise();
+        rp.deliver(delivery_answer{cmd.delivery, caf::expected<command_reply>{std::move(err)}});
+        return rp;
+      }
       // A timer firing is for a stored instance; any other command may well be a new
       // instance's first (the activation finds out with its first write).
       auto& e = activation(self, cmd.entity_type, cmd.entity_id, cmd.timer_name.empty());
@@ -303,6 +309,10 @@ caf::behavior supervisor_actor(
         // code outside decide): forget it; the next command starts a fresh recovery.
         st.ctx->log->error("[{}] instance actor terminated: {}", it->first,
                            persistence::describe(msg.reason));
+        // Outbox deliveries are asynchronous messages: CAF drops those left in its mailbox
+        // (a request would bounce). The dispatcher sends them again.
+        if (st.outbox)
+          self->send(st.outbox, instance_down_atom::value, it->first);
         forget(st, it);
         release_permits_of(self, msg.source);
         return;

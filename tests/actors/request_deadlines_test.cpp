@@ -22,7 +22,10 @@ request_deadlines::time_point at(std::chrono::seconds s) {
 TEST_CASE("a request answered before its deadline is settled once and never times out") {
   request_deadlines d;
   int timeouts = 0;
+  auto expected = d.next_token();
   auto token = d.add(at(60s), [&] { ++timeouts; });
+  CHECK(token == expected);
+  CHECK(d.next_token() == token + 1);
   CHECK(d.size() == 1);
   CHECK(d.settle(token));
   CHECK_FALSE(d.settle(token));
