@@ -83,6 +83,17 @@ struct dispatcher_fixture {
     sched->run();
   }
 
+  /// Queues m-1 for account/a1 and m-2 for account/b2, starts, and returns their deliveries.
+  std::pair<actors::command_envelope, actors::command_envelope> start_with_two() {
+    queue_message("m-1", "account/a1");
+    queue_message("m-2", "account/b2");
+    start();
+    REQUIRE(received().size() == 2);
+    REQUIRE(received()[0].entity_id == "a1");
+    REQUIRE(received()[1].entity_id == "b2");
+    return {received()[0], received()[1]};
+  }
+
   std::vector<actors::command_envelope>& received() {
     return caf::actor_cast<caf::stateful_actor<recorder_state>*>(supervisor)->state.received;
   }
@@ -134,14 +145,7 @@ TEST_CASE("an outbox delivery is a numbered message that only the answer naming 
 TEST_CASE("a delivery routed to an instance actor that terminated is sent again at the next "
           "poll and the first copy's late answer changes nothing") {
   dispatcher_fixture f;
-  f.queue_message("m-1", "account/a1");
-  f.queue_message("m-2", "account/b2");
-  f.start();
-  REQUIRE(f.received().size() == 2);
-  auto to_a1 = f.received()[0];
-  auto to_b2 = f.received()[1];
-  REQUIRE(to_a1.entity_id == "a1");
-  REQUIRE(to_b2.entity_id == "b2");
+  auto [to_a1, to_b2] = f.start_with_two();
   // The supervisor reports that a1's actor terminated: what was routed to it may be lost.
   caf::anon_send(f.dispatcher, actors::instance_down_atom::value, std::string{"account/a1"});
   f.sched->run();
@@ -165,12 +169,7 @@ TEST_CASE("a delivery routed to an instance actor that terminated is sent again 
 TEST_CASE("a delivery answered with a permanent error is dead-lettered and one answered with a "
           "retryable error is sent again") {
   dispatcher_fixture f;
-  f.queue_message("m-1", "account/a1");
-  f.queue_message("m-2", "account/b2");
-  f.start();
-  REQUIRE(f.received().size() == 2);
-  auto to_a1 = f.received()[0];
-  auto to_b2 = f.received()[1];
+  auto [to_a1, to_b2] = f.start_with_two();
   f.answer(to_a1.delivery, actors::make_actor_error(actors::actor_errc::unknown_command,
                                                     "no such command"));
   f.answer(to_b2.delivery, caf::make_error(caf::sec::request_receiver_down));
