@@ -31,11 +31,15 @@ using namespace longhaul;
 using namespace std::chrono_literals;
 
 struct recorder_state {
+  std::string role;
   std::vector<actors::command_envelope> received;
 };
 
-/// Stands in for the supervisor: keeps every command it is sent, answers none.
-caf::behavior recorder(caf::stateful_actor<recorder_state>* self) {
+/// Stands in for the supervisor: keeps every command it is sent, answers none. (It takes
+/// an argument because CAF 0.17 spawning a function without one binds a reference to a
+/// null pointer, which UBSan reports.)
+caf::behavior recorder(caf::stateful_actor<recorder_state>* self, std::string role) {
+  self->state.role = std::move(role);
   return {[self](actors::command_envelope& cmd) { self->state.received.push_back(cmd); }};
 }
 
@@ -76,7 +80,7 @@ struct dispatcher_fixture {
     ctx->log = std::make_shared<spdlog::logger>(
       "outbox-test", std::make_shared<spdlog::sinks::null_sink_mt>());
     ctx->time = std::make_shared<actors::virtual_clock>();
-    supervisor = sys->spawn(recorder);
+    supervisor = sys->spawn(recorder, std::string{"supervisor"});
     dispatcher = sys->spawn(actors::outbox_dispatcher_actor, ctx,
                             caf::actor_cast<caf::actor_addr>(supervisor),
                             actors::subscription_table{});
