@@ -656,7 +656,7 @@ struct sqlite_journal::impl {
     bool all = false;
     std::vector<std::pair<const std::string*, const timer_set*>> named;
   };
-  std::vector<net_timer_change> net_timers;  ///< per batch; kept for its capacity
+  std::vector<net_timer_change> net_timers;  ///< per batch
   std::unordered_map<std::string_view, std::size_t> net_timer_index;  ///< into net_timers
   /// Processed-message and outbox rows of this batch waiting for insert_batch_messages
   /// (optimistic batches only, see commit_batch).
@@ -1322,19 +1322,13 @@ struct sqlite_journal::impl {
   /// "timeout" in one write, and writes of many instances interleave in a batch. Nothing
   /// here can be rejected; any error fails the batch.
   caf::error insert_batch_timers() {
-    for (auto& n : net_timers)
-      n.named.clear();
-    std::size_t ids = 0;
+    net_timers.clear();
     net_timer_index.clear();
     for (const auto& t : batch_timers) {
-      auto [it, fresh] = net_timer_index.try_emplace(std::string_view{*t.persistence_id}, ids);
-      if (fresh) {
-        if (ids == net_timers.size())
-          net_timers.emplace_back();
-        net_timers[ids].persistence_id = t.persistence_id;
-        net_timers[ids].all = false;
-        ++ids;
-      }
+      auto [it, fresh] =
+        net_timer_index.try_emplace(std::string_view{*t.persistence_id}, net_timers.size());
+      if (fresh)
+        net_timers.push_back({t.persistence_id, false, {}});
       auto& net = net_timers[it->second];
       if (t.op == timer_op::cancel_all) {
         net.all = true;
@@ -1357,70 +1351,48 @@ struct sqlite_journal::impl {
       else
         net.named.push_back(change);
     }
-    auto changes = std::span{net_timers}.first(ids);
-    // kind 0: the cancel_alls, 1: the named cancels, 2: the sets.
-    for (int kind = 0; kind < 3; ++kind) {
-      std::size_t n = 0;                  // rows bound to `st` so far
-      std::size_t size_of_statement = 0;  // rows `st` takes
-      statement* st = nullptr;
-      auto run = [&]() -> caf::error {
-        auto rc = st->step();
-        st->reset();
-        n = 0;
-        if (rc != SQLITE_DONE)
-          return translate(rc, writer.handle(),
-                           kind == 2 ? "setting timers" : "cancelling timers");
-        return {};
-      };
-      // Counts the rows of `kind`, to pick each statement's size before binding it.
-      std::size_t rows = 0;
-      for (const auto& net : changes)
-        if (kind == 0)
-          rows += net.all ? 1 : 0;
+    std::vector<const std::string*> all;
+    std::vector<std::pair<const std::string*, const std::string*>> cancels;  // (id, name)
+    std::vector<std::pair<const std::string*, const timer_set*>> sets;       // (id, set)
+    for (const auto& net : net_timers) {
+      if (net.all)
+        all.push_back(net.persistence_id);
+      for (const auto& [name, set] : net.named)
+        if (set == nullptr)
+          cancels.emplace_back(net.persistence_id, name);
         else
-          for (const auto& c : net.named)
-            rows += (c.second == nullptr) == (kind == 1) ? 1 : 0;
-      auto bind_next = [&](const std::string& id, const std::string* name,
-                           const timer_set* set) -> caf::error {
-        if (n == 0) {
-          auto size = std::min(rows, max_rows_per_insert);
-          rows -= size;
-          auto prepared = writer.prepare(kind == 0   ? delete_all_timers_sql(size)
-                                         : kind == 1 ? delete_timers_sql(size)
-                                                     : insert_timers_sql(size));
-          if (!prepared)
-            return prepared.error();
-          st = *prepared;
-          size_of_statement = size;
-        }
-        if (kind == 0) {
-          st->bind(static_cast<int>(n) + 1, id);
-        } else if (kind == 1) {
-          auto b = static_cast<int>(2 * n);
-          st->bind(b + 1, id).bind(b + 2, *name);
-        } else {
-          auto b = static_cast<int>(4 * n);
-          st->bind(b + 1, id).bind(b + 2, set->name).bind(b + 3, set->due_ms)
+          sets.emplace_back(net.persistence_id, set);
+    }
+    auto none = [](std::size_t, std::size_t, std::int64_t) {};
+    if (auto err = insert_rows(
+          all.size(), delete_all_timers_sql, "cancelling timers",
+          [&](statement& st, std::size_t first, std::size_t n) {
+            for (std::size_t r = 0; r < n; ++r)
+              st.bind(static_cast<int>(r) + 1, *all[first + r]);
+          },
+          none))
+      return err;
+    if (auto err = insert_rows(
+          cancels.size(), delete_timers_sql, "cancelling timers",
+          [&](statement& st, std::size_t first, std::size_t n) {
+            for (std::size_t r = 0; r < n; ++r) {
+              auto b = static_cast<int>(2 * r);
+              st.bind(b + 1, *cancels[first + r].first).bind(b + 2, *cancels[first + r].second);
+            }
+          },
+          none))
+      return err;
+    return insert_rows(
+      sets.size(), insert_timers_sql, "setting timers",
+      [&](statement& st, std::size_t first, std::size_t n) {
+        for (std::size_t r = 0; r < n; ++r) {
+          const auto& [id, set] = sets[first + r];
+          auto b = static_cast<int>(4 * r);
+          st.bind(b + 1, *id).bind(b + 2, set->name).bind(b + 3, set->due_ms)
             .bind(b + 4, set->payload_json);
         }
-        if (++n == size_of_statement)
-          return run();
-        return {};
-      };
-      for (const auto& net : changes) {
-        if (kind == 0) {
-          if (net.all)
-            if (auto err = bind_next(*net.persistence_id, nullptr, nullptr))
-              return err;
-          continue;
-        }
-        for (const auto& [name, set] : net.named)
-          if ((set == nullptr) == (kind == 1))
-            if (auto err = bind_next(*net.persistence_id, name, set))
-              return err;
-      }
-    }
-    return {};
+      },
+      none);
   }
 
   /// Rolls back whatever is open after a failure; SQLite may already have done so.
