@@ -187,23 +187,32 @@ void deliver(self_ptr self, const persistence::outbox_record& row, command_envel
   self->send(sup, std::move(cmd));
 }
 
+/// Delivery number `token`, no longer awaited from here on; nothing if it was not awaited
+/// any more (answered, timed out or sent again).
+std::optional<outbox_dispatcher_state::awaiting_answer> take_awaiting(self_ptr self,
+                                                                      std::uint64_t token) {
+  auto& st = self->state;
+  auto it = st.awaiting.find(token);
+  if (it == st.awaiting.end())
+    return std::nullopt;
+  auto a = std::move(it->second);
+  st.awaiting.erase(it);
+  if (!st.deadlines.settle(token))
+    return std::nullopt;
+  return a;
+}
+
 /// The answer to delivery number `a.delivery`, unless it timed out or was sent again.
 void on_answer(self_ptr self, delivery_answer& a) {
-  auto& st = self->state;
-  auto it = st.awaiting.find(a.delivery);
-  if (it == st.awaiting.end())
-    return;
-  auto seq = it->second.seq;
-  auto is_notification = it->second.is_notification;
-  st.awaiting.erase(it);
-  if (!st.deadlines.settle(a.delivery))
+  auto awaited = take_awaiting(self, a.delivery);
+  if (!awaited)
     return;
   if (!a.outcome) {
-    on_delivery_error(self, seq, is_notification, a.outcome.error());
+    on_delivery_error(self, awaited->seq, awaited->is_notification, a.outcome.error());
     return;
   }
-  --st.in_flight[seq].outstanding;
-  finish(self, seq);
+  --self->state.in_flight[awaited->seq].outstanding;
+  finish(self, awaited->seq);
 }
 
 /// The instance actor of `receiver` terminated without passivating: what was routed to it
@@ -216,17 +225,10 @@ void on_receiver_down(self_ptr self, const std::string& receiver) {
   for (const auto& [token, a] : st.awaiting)
     if (a.receiver == receiver)
       lost.push_back(token);
-  for (auto token : lost) {
-    auto it = st.awaiting.find(token);
-    if (it == st.awaiting.end())
-      continue;
-    auto seq = it->second.seq;
-    auto is_notification = it->second.is_notification;
-    st.awaiting.erase(it);
-    if (st.deadlines.settle(token))
-      on_delivery_error(self, seq, is_notification,
+  for (auto token : lost)
+    if (auto awaited = take_awaiting(self, token))
+      on_delivery_error(self, awaited->seq, awaited->is_notification,
                         caf::make_error(caf::sec::request_receiver_down));
-  }
 }
 
 /// The memory of one dispatched message's JSON: a monotonic arena whose first block is
